@@ -1,0 +1,247 @@
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import type { Redis } from 'ioredis';
+import { tokenSetAad, type KeyRing } from './crypto.js';
+import { TokexError } from './errors.js';
+import type { TokenResponse } from './iam-outcome.js';
+import { KeyLayout } from './keys.js';
+import { asRedisError } from './redis.js';
+import { computeDueAtMs, DEFAULT_REFRESH_POLICY, type RefreshPolicy } from './refresh-policy.js';
+import { scripts } from './scripts.js';
+import { readJwtClaims } from './subject-token.js';
+
+/** Lifecycle state of a user's tokens. */
+export type TokenState = 'active' | 'reauth_required' | 'revoked';
+
+/** Everything about a user's tokens except the tokens: safe to show, log and return from APIs. */
+export interface TokenStatus {
+  userId: string;
+  state: TokenState;
+  /** Incremented by every write; refresh writes are conditional on it. */
+  version: number;
+  username?: string;
+  /** True for an offline refresh token (`refresh_expires_in: 0` / `typ: Offline`). */
+  offline: boolean;
+  /** True while a refresh token is stored. */
+  refreshable: boolean;
+  scope?: string;
+  /** When the stored set was issued by the IAM (ms since epoch). */
+  issuedAtMs: number;
+  accessExpiresAtMs: number;
+  /** Expiry of an online refresh token; null for offline tokens or when unknown. */
+  refreshExpiresAtMs: number | null;
+  /** Last exchange or refresh (ms since epoch): the base of the offline keep-alive. */
+  refreshedAtMs: number;
+  updatedAtMs: number;
+  /** Next scheduled refresh (ms since epoch), or null when none is scheduled. */
+  dueAtMs: number | null;
+  /** Why the state is not `active` (e.g. the IAM's error code). */
+  reason?: string;
+}
+
+/** A decrypted token set with its metadata. */
+export interface StoredTokenSet {
+  accessToken: string;
+  refreshToken?: string;
+  status: TokenStatus;
+}
+
+/** What a write stores for one user. */
+export interface SaveTokenSetInput {
+  userId: string;
+  tokens: TokenResponse;
+  /** When the IAM answered (ms since epoch): expiries are relative to it, and it orders writes. */
+  issuedAtMs: number;
+  username?: string;
+  /** For refresh writes: the version read before refreshing; the write fails with `stale_write` if it changed. */
+  expectedVersion?: number;
+  /** Event recorded on the stream. @defaultValue 'stored' */
+  event?: 'stored' | 'refreshed';
+}
+
+/** Options of {@link TokenStore}. */
+export interface TokenStoreOptions {
+  redis: Redis;
+  prefix: string;
+  keyRing: KeyRing;
+  refreshPolicy?: RefreshPolicy;
+  /** Approximate maximum length of the events stream. @defaultValue 100000 */
+  eventsMaxLen?: number;
+}
+
+/** Plaintext inside a token set envelope, before DEFLATE. */
+interface TokenSetPlaintext {
+  accessToken: string;
+  refreshToken?: string;
+}
+
+/**
+ * Users' tokens in Redis: the encrypted token set (AES-256-GCM over raw-DEFLATE'd JSON, AAD bound to
+ * the user) under `<prefix>:tok:<userId>`, plaintext metadata under `<prefix>:meta:<userId>`, and the
+ * due index. Writes go through Lua scripts, so they are atomic and ordered (README, "Redis data format").
+ */
+export class TokenStore {
+  readonly keys: KeyLayout;
+  readonly redis: Redis;
+  private readonly keyRing: KeyRing;
+  private readonly policy: RefreshPolicy;
+  private readonly eventsMaxLen: number;
+
+  constructor(options: TokenStoreOptions) {
+    this.redis = options.redis;
+    this.keys = new KeyLayout(options.prefix);
+    this.keyRing = options.keyRing;
+    this.policy = options.refreshPolicy ?? DEFAULT_REFRESH_POLICY;
+    this.eventsMaxLen = options.eventsMaxLen ?? 100_000;
+  }
+
+  /**
+   * Stores a user's tokens atomically with their metadata, due time and event. Throws `stale_write`
+   * when a newer set is stored or the expected version moved, `redis_unavailable` when Redis fails.
+   */
+  async save(input: SaveTokenSetInput): Promise<{ version: number; status: TokenStatus }> {
+    const { userId, tokens, issuedAtMs } = input;
+    const refreshable = tokens.refreshToken !== undefined;
+    const offline = refreshable && isOfflineRefresh(tokens);
+    const accessExpMs = issuedAtMs + tokens.expiresInSeconds * 1000;
+    const refreshExpMs = refreshable && !offline && tokens.refreshExpiresInSeconds
+      ? issuedAtMs + tokens.refreshExpiresInSeconds * 1000
+      : null;
+    const dueAtMs = computeDueAtMs({ refreshable, offline, accessExpMs, refreshExpMs, refreshedAtMs: issuedAtMs }, this.policy);
+    const plaintext: TokenSetPlaintext = { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken };
+    const envelope = this.keyRing.seal(deflateRawSync(Buffer.from(JSON.stringify(plaintext))), tokenSetAad(userId));
+    const now = Date.now();
+    const fields: Record<string, string> = {
+      offline: offline ? '1' : '0',
+      refreshable: refreshable ? '1' : '0',
+      issuedAtMs: String(issuedAtMs),
+      accessExpMs: String(accessExpMs),
+      refreshExpMs: refreshExpMs === null ? '' : String(refreshExpMs),
+      refreshedAtMs: String(issuedAtMs),
+      updatedAtMs: String(now),
+    };
+    if (tokens.scope) fields.scope = tokens.scope;
+    let result: [number, number];
+    try {
+      result = await scripts.saveTokens.run<[number, number]>(
+        this.redis,
+        [this.keys.tokens(userId), this.keys.meta(userId), this.keys.due, this.keys.usernames, this.keys.events],
+        [
+          envelope, issuedAtMs, input.expectedVersion ?? '', dueAtMs ?? '', input.event ?? 'stored', now,
+          this.eventsMaxLen, userId, input.username ?? '', ...Object.entries(fields).flat(),
+        ],
+      );
+    } catch (err) {
+      throw asRedisError(err);
+    }
+    const [version, current] = result;
+    if (version === -1) throw new TokexError('stale_write', `token set of ${userId} changed meanwhile (now version ${current})`);
+    if (version === -2) throw new TokexError('stale_write', `a newer token set of ${userId} is already stored`);
+    return {
+      version,
+      status: toStatus(userId, { ...fields, version: String(version), state: 'active', username: input.username ?? '' }, dueAtMs),
+    };
+  }
+
+  /** The decrypted token set and metadata of a user, or null when none is stored. */
+  async get(userId: string): Promise<StoredTokenSet | null> {
+    let reply: [Error | null, unknown][] | null;
+    try {
+      reply = await this.redis.multi()
+        .getBuffer(this.keys.tokens(userId))
+        .hgetall(this.keys.meta(userId))
+        .zscore(this.keys.due, userId)
+        .exec();
+    } catch (err) {
+      throw asRedisError(err);
+    }
+    const [[, envelope], [, meta], [, due]] = reply as [[null, Buffer | null], [null, Record<string, string>], [null, string | null]];
+    if (!envelope || !meta || Object.keys(meta).length === 0) return null;
+    const plaintext = JSON.parse(
+      inflateRawSync(this.keyRing.open(envelope, tokenSetAad(userId))).toString('utf8'),
+    ) as TokenSetPlaintext;
+    return {
+      accessToken: plaintext.accessToken,
+      refreshToken: plaintext.refreshToken,
+      status: toStatus(userId, meta, due === null ? null : Number(due)),
+    };
+  }
+
+  /** Like {@link get}, looked up by the token's `preferred_username`. */
+  async getByUsername(username: string): Promise<StoredTokenSet | null> {
+    const userId = await this.userIdForUsername(username);
+    return userId ? this.get(userId) : null;
+  }
+
+  /** The user id stored for a `preferred_username`, or null. */
+  async userIdForUsername(username: string): Promise<string | null> {
+    try {
+      return await this.redis.hget(this.keys.usernames, username);
+    } catch (err) {
+      throw asRedisError(err);
+    }
+  }
+
+  /** Metadata only (never a token), or null when the user is unknown. */
+  async status(userId: string): Promise<TokenStatus | null> {
+    let meta: Record<string, string>;
+    let due: string | null;
+    try {
+      [meta, due] = await Promise.all([this.redis.hgetall(this.keys.meta(userId)), this.redis.zscore(this.keys.due, userId)]);
+    } catch (err) {
+      throw asRedisError(err);
+    }
+    if (Object.keys(meta).length === 0) return null;
+    return toStatus(userId, meta, due === null ? null : Number(due));
+  }
+
+  /**
+   * Deletes a user's tokens and records the new state and reason in the metadata (kept for
+   * operators and readers), takes the user out of the due index and publishes the event.
+   * With `expectedVersion`, does nothing and throws `stale_write` when the set changed meanwhile.
+   * Throws `not_found` for an unknown user.
+   */
+  async end(userId: string, state: Exclude<TokenState, 'active'>, reason: string, expectedVersion?: number): Promise<number> {
+    let result: [number, number];
+    try {
+      result = await scripts.endTokens.run<[number, number]>(
+        this.redis,
+        [this.keys.tokens(userId), this.keys.meta(userId), this.keys.due, this.keys.events],
+        [state, reason, expectedVersion ?? '', Date.now(), this.eventsMaxLen, userId],
+      );
+    } catch (err) {
+      throw asRedisError(err);
+    }
+    if (result[0] === -3) throw new TokexError('not_found', `no tokens stored for ${userId}`);
+    if (result[0] === -1) throw new TokexError('stale_write', `token set of ${userId} changed meanwhile (now version ${result[1]})`);
+    return result[0];
+  }
+}
+
+/** Offline when Keycloak says `refresh_expires_in: 0`, the refresh JWT says `typ: Offline`, or (no lifetime given) the scope has offline_access. */
+function isOfflineRefresh(tokens: TokenResponse): boolean {
+  const typ = tokens.refreshToken ? readJwtClaims(tokens.refreshToken)?.typ : undefined;
+  if (typ === 'Offline') return true;
+  if (typ === 'Refresh') return false;
+  if (tokens.refreshExpiresInSeconds === 0) return true;
+  return tokens.refreshExpiresInSeconds === undefined && (tokens.scope ?? '').split(' ').includes('offline_access');
+}
+
+function toStatus(userId: string, meta: Record<string, string>, dueAtMs: number | null): TokenStatus {
+  const num = (v: string | undefined) => (v ? Number(v) : 0);
+  return {
+    userId,
+    state: (meta.state as TokenState) ?? 'active',
+    version: num(meta.version),
+    username: meta.username || undefined,
+    offline: meta.offline === '1',
+    refreshable: meta.refreshable === '1',
+    scope: meta.scope || undefined,
+    issuedAtMs: num(meta.issuedAtMs),
+    accessExpiresAtMs: num(meta.accessExpMs),
+    refreshExpiresAtMs: meta.refreshExpMs ? Number(meta.refreshExpMs) : null,
+    refreshedAtMs: num(meta.refreshedAtMs),
+    updatedAtMs: num(meta.updatedAtMs),
+    dueAtMs,
+    reason: meta.reason || undefined,
+  };
+}
