@@ -48,6 +48,8 @@ export class TokenProducer {
   private readonly keyRing: KeyRing;
   private readonly defaultDeadlineMs: number;
   private readonly enqueueTimeoutMs: number;
+  /** One shared wait for Redis while it is not ready (single flight: one listener, not one per call). */
+  private pendingReady?: Promise<void>;
 
   constructor(options: TokenProducerOptions) {
     this.ownsConnection = typeof options.redis === 'string';
@@ -95,7 +97,7 @@ export class TokenProducer {
     if (userId !== undefined) data.userId = userId;
     const jobId = randomUUID();
     await this.withDeadline(async () => {
-      await waitUntilReady(this.redis, this.enqueueTimeoutMs);
+      await this.ready();
       await this.queue.add(EXCHANGE_JOB_NAME, data, { ...EXCHANGE_JOB_OPTIONS, jobId });
     });
     return { jobId };
@@ -105,6 +107,14 @@ export class TokenProducer {
   async close(): Promise<void> {
     await this.queue.close();
     if (this.ownsConnection) this.redis.disconnect();
+  }
+
+  private ready(): Promise<void> {
+    if (this.redis.status === 'ready') return Promise.resolve();
+    this.pendingReady ??= waitUntilReady(this.redis, this.enqueueTimeoutMs).finally(() => {
+      this.pendingReady = undefined;
+    });
+    return this.pendingReady;
   }
 
   private async withDeadline(work: () => Promise<void>): Promise<void> {

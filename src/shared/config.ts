@@ -46,6 +46,9 @@ const envSchema = z.object({
   ADMIN_UI: bool.default(true),
 });
 
+/** Names of every environment variable the broker reads (for `.env.example` and deployment checks). */
+export const CONFIG_VARIABLES: readonly string[] = Object.freeze(Object.keys(envSchema.shape));
+
 /** The broker's whole configuration, typed, with units in the names. */
 export interface TokexConfig {
   redisUrl: string;

@@ -2,9 +2,11 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { TokexConfig } from './config.js';
 import { TokexError } from './errors.js';
-import { IamClient } from './iam-client.js';
+import { IamClient, type IamClientOptions } from './iam-client.js';
+import { TokexMetrics } from './metrics.js';
 import { createFastFailConnection, createWorkerConnection } from './redis.js';
 import { TokenStore } from './token-store.js';
+import { defaultLockOptions } from './user-lock.js';
 
 /** What every role of a running broker shares: configuration, logger, connections, store, IAM client. */
 export interface BrokerContext {
@@ -15,6 +17,8 @@ export interface BrokerContext {
   /** Fail-fast connection for producers and readers. */
   clientConnection: Redis;
   store: TokenStore;
+  /** The process's Prometheus metrics (served by the producer role at /metrics). */
+  metrics: TokexMetrics;
   /** The IAM client; throws `config_invalid` on first use when IAM_* is not configured. */
   iam(): IamClient;
   /** Closes the connections (roles close themselves first). */
@@ -28,6 +32,13 @@ export function createContext(config: TokexConfig, logger: Logger): BrokerContex
   for (const conn of [workerConnection, clientConnection]) {
     conn.on('error', (err) => logger.debug({ err }, 'Redis connection error'));
   }
+  const metrics = new TokexMetrics();
+  metrics.watchRedis('worker', workerConnection);
+  metrics.watchRedis('client', clientConnection);
+  // The store refreshes on demand for readers when the IAM is configured (roles without IAM_* still start).
+  let iam: IamClient | undefined = config.iam.tokenUrl && config.iam.clientId && config.iam.clientSecret
+    ? createIamClient(config, { onCall: metrics.observeIamCall })
+    : undefined;
   const store = new TokenStore({
     redis: clientConnection,
     prefix: config.prefix,
@@ -38,16 +49,19 @@ export function createContext(config: TokexConfig, logger: Logger): BrokerContex
       accessTokens: config.refresh.accessTokens,
     },
     eventsMaxLen: config.retention.eventsMaxLen,
+    iam,
+    logger: logger.child({ component: 'token-store' }),
+    lock: defaultLockOptions(config.iam.timeoutMs),
   });
-  let iam: IamClient | undefined;
   return {
     config,
     logger,
     workerConnection,
     clientConnection,
     store,
+    metrics,
     iam() {
-      if (!iam) iam = createIamClient(config);
+      if (!iam) iam = createIamClient(config, { onCall: metrics.observeIamCall });
       return iam;
     },
     async close() {
@@ -57,10 +71,10 @@ export function createContext(config: TokexConfig, logger: Logger): BrokerContex
 }
 
 /** The IAM client from the configuration; `config_invalid` if the IAM variables are missing. */
-export function createIamClient(config: TokexConfig): IamClient {
+export function createIamClient(config: TokexConfig, hooks: Pick<IamClientOptions, 'onCall'> = {}): IamClient {
   const { tokenUrl, clientId, clientSecret } = config.iam;
   if (!tokenUrl || !clientId || !clientSecret) {
     throw new TokexError('config_invalid', 'IAM_TOKEN_URL, IAM_CLIENT_ID and IAM_CLIENT_SECRET are required by the worker and refresh roles');
   }
-  return new IamClient({ ...config.iam, tokenUrl, clientId, clientSecret });
+  return new IamClient({ ...config.iam, tokenUrl, clientId, clientSecret, ...hooks });
 }

@@ -57,7 +57,8 @@ export const EXCHANGE_BACKOFF_MAX_MS = 30_000;
 export const EXCHANGE_JOB_OPTIONS: JobsOptions = {
   attempts: 20,
   backoff: { type: TOKEX_BACKOFF },
-  removeOnComplete: true,
+  // Kept a while so `GET /v1/exchanges/:jobId` can still say `completed` (the return value holds no token).
+  removeOnComplete: { age: 3600, count: 10_000 },
 };
 
 /**

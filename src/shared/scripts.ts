@@ -32,4 +32,8 @@ export class LuaScript {
 export const scripts = {
   saveTokens: new LuaScript('save-tokens-5.lua'),
   endTokens: new LuaScript('end-tokens-4.lua'),
+  replaceIfEqual: new LuaScript('replace-if-equal-1.lua'),
+  releaseLock: new LuaScript('release-lock-1.lua'),
+  extendLock: new LuaScript('extend-lock-1.lua'),
+  claimDue: new LuaScript('claim-due-1.lua'),
 };

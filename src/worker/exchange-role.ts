@@ -1,5 +1,6 @@
 import type { BrokerContext } from '../shared/context.js';
 import type { RunningRole } from '../broker.js';
+import { EXCHANGE_QUEUE } from '../shared/job-contract.js';
 import { ExchangeWorker } from './exchange-worker.js';
 
 /** Starts the exchange worker role. */
@@ -18,6 +19,7 @@ export async function startExchangeRole(ctx: BrokerContext): Promise<RunningRole
     failedRetention: { ageSeconds: config.retention.failedAgeSeconds, count: config.retention.failedCount },
     shutdownTimeoutMs: config.shutdownTimeoutMs,
   });
+  ctx.metrics.watchWorker(EXCHANGE_QUEUE, worker.worker);
   worker.start();
   await worker.worker.waitUntilReady();
   return { name: 'worker', close: () => worker.close() };

@@ -109,9 +109,7 @@ export class ExchangeWorker {
     } catch (err) {
       throw await this.fail(job, err, Number.POSITIVE_INFINITY, log);
     }
-    const claims = readJwtClaims(subjectToken);
-    const tokenExpMs = typeof claims?.exp === 'number' ? claims.exp * 1000 : undefined;
-    const deadlineMs = Math.min(data.deadlineAt ?? Infinity, tokenExpMs ?? Infinity, data.receivedAt + this.defaultDeadlineMs);
+    const deadlineMs = this.deadlineMs(data, subjectToken);
     if (Date.now() >= deadlineMs) {
       throw new UnrecoverableError('subject_token_expired: the job was picked up after its subject token expired');
     }
@@ -153,6 +151,13 @@ export class ExchangeWorker {
       }
       throw err;
     }
+  }
+
+  /** The job's deadline: its own, or else the token's `exp`, or else receipt + the default deadline. */
+  private deadlineMs(data: ExchangeJobData, subjectToken: string): number {
+    if (data.deadlineAt !== undefined) return data.deadlineAt;
+    const exp = readJwtClaims(subjectToken)?.exp;
+    return typeof exp === 'number' ? exp * 1000 : data.receivedAt + this.defaultDeadlineMs;
   }
 
   /** Decrypts the job's subject token; a permitted plaintext one is encrypted in place first. */

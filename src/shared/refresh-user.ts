@@ -1,0 +1,227 @@
+import type { Logger } from 'pino';
+import { isTokexError, TokexError } from './errors.js';
+import type { IamClient } from './iam-client.js';
+import type { TokenResponse } from './iam-outcome.js';
+import { retryRedisWrite } from './retry-write.js';
+import { readJwtClaims } from './subject-token.js';
+import type { StoredTokenSet, TokenStatus, TokenStore } from './token-store.js';
+import type { UserLock } from './user-lock.js';
+
+/**
+ * What a caller needs from a user's token set:
+ * - `due`: the scheduler's refresh job; refresh only if the set is still due (nobody refreshed it since);
+ * - `valid`: a reader; refresh only if the access token is valid for less than `minValidityMs`.
+ */
+export type RefreshNeed = { kind: 'due' } | { kind: 'valid'; minValidityMs: number };
+
+/**
+ * How a refresh attempt ended:
+ * - `refreshed`: this call refreshed and stored new tokens;
+ * - `fresh`: nothing to do, the stored set already meets the need (often: another caller refreshed it);
+ * - `not_found`: nothing stored for the user;
+ * - `inactive`: the user is `reauth_required` or `revoked` (see `status.reason`);
+ * - `not_refreshable`: no refresh token is stored (the IAM gave none) and the need is not met;
+ * - `reauth_required`: the IAM rejected the refresh token just now; the user was marked.
+ */
+export type RefreshOutcome = 'refreshed' | 'fresh' | 'not_found' | 'inactive' | 'not_refreshable' | 'reauth_required';
+
+/** Result of {@link UserRefresher.ensure}: the outcome and the token set now stored (when there is one). */
+export interface RefreshResult {
+  outcome: RefreshOutcome;
+  set: StoredTokenSet | null;
+  /** Metadata when no set is stored (inactive users keep theirs). */
+  status: TokenStatus | null;
+  /** Why the user needs to log in again, for `inactive` and `reauth_required`. */
+  reason?: string;
+}
+
+/** Options of {@link UserRefresher}. */
+export interface UserRefresherOptions {
+  store: TokenStore;
+  iam: IamClient;
+  locks: UserLock;
+  logger: Logger;
+  /** How long a refreshed set's write is retried while Redis is down. @defaultValue 60000 */
+  writeRetryMs?: number;
+}
+
+/**
+ * The rotation-safe refresh of one user, shared by the refresh worker and the readers:
+ * take the per-user lock → re-read the stored set → if it already meets the need (someone else
+ * refreshed it), do nothing → call the IAM → store the new set guarded by the version read under the
+ * lock, keeping the old refresh token when the IAM returned none, retrying the write while Redis is
+ * down (the old refresh token may already be dead). An `invalid_grant` marks the user
+ * `reauth_required`. Callers in other processes that lose the lock race wait for the holder and
+ * re-read; callers in this process share one pending promise per user.
+ */
+export class UserRefresher {
+  private readonly pending = new Map<string, Promise<RefreshResult>>();
+
+  constructor(private readonly options: UserRefresherOptions) {}
+
+  /** Makes sure the user's set meets `need`, refreshing it at most once across all processes. */
+  async ensure(userId: string, need: RefreshNeed, signal?: AbortSignal): Promise<RefreshResult> {
+    // Bounded: each pass either returns or waits for a flight that someone else started.
+    for (let pass = 0; pass < 5; pass += 1) {
+      const inflight = this.pending.get(userId);
+      if (!inflight) break;
+      const result = await inflight;
+      if (result.outcome !== 'refreshed' && result.outcome !== 'fresh') return result;
+      if (result.set && meets(result.set, need)) return { ...result, outcome: 'fresh' };
+    }
+    const flight = this.run(userId, need, signal).finally(() => {
+      if (this.pending.get(userId) === flight) this.pending.delete(userId);
+    });
+    this.pending.set(userId, flight);
+    return flight;
+  }
+
+  /**
+   * A valid access token for a reader, refreshed on demand. Throws `not_found`, `reauth_required`
+   * (with the reason), `iam_unavailable` (the IAM is down or rate limiting), `lock_timeout`,
+   * `client_misconfigured` or `redis_unavailable`.
+   */
+  async accessToken(userId: string, minValidityMs: number): Promise<string> {
+    let result: RefreshResult;
+    try {
+      result = await this.ensure(userId, { kind: 'valid', minValidityMs });
+    } catch (err) {
+      if (isTokexError(err, 'iam_rate_limited', 'aborted')) {
+        throw new TokexError('iam_unavailable', `could not refresh the tokens of ${userId}: ${err.message}`, { retryAfterMs: err.retryAfterMs, status: err.status });
+      }
+      throw err;
+    }
+    return readerAnswer(userId, result);
+  }
+
+  private async run(userId: string, need: RefreshNeed, signal?: AbortSignal): Promise<RefreshResult> {
+    const { store, locks } = this.options;
+    const deadlineMs = Date.now() + locks.options.waitMs;
+    for (;;) {
+      const before = await this.settled(userId, need);
+      if (before) return before;
+      const lock = await locks.tryAcquire(userId);
+      if (!lock) {
+        // Another process is refreshing this user: wait for it, then re-read.
+        await locks.waitUntilFree(userId, Math.max(0, deadlineMs - Date.now()));
+        continue;
+      }
+      try {
+        const current = await store.get(userId);
+        const settled = await this.settled(userId, need, current);
+        if (settled) return settled;
+        const result = await this.refreshLocked(userId, current as StoredTokenSet, signal);
+        if (result) return result;
+        // stale_write: an exchange stored a newer set meanwhile; look again.
+      } finally {
+        await lock.release();
+      }
+    }
+  }
+
+  /** The result when nothing needs refreshing (or nothing can be), null when a refresh is needed. */
+  private async settled(userId: string, need: RefreshNeed, known?: StoredTokenSet | null): Promise<RefreshResult | null> {
+    const set = known === undefined ? await this.options.store.get(userId) : known;
+    if (!set) {
+      const status = await this.options.store.status(userId);
+      if (!status) return { outcome: 'not_found', set: null, status: null };
+      return { outcome: 'inactive', set: null, status, reason: status.reason ?? status.state };
+    }
+    if (set.status.state !== 'active') return { outcome: 'inactive', set: null, status: set.status, reason: set.status.reason ?? set.status.state };
+    if (meets(set, need)) return { outcome: 'fresh', set, status: set.status };
+    if (!set.refreshToken) return { outcome: 'not_refreshable', set, status: set.status };
+    return null;
+  }
+
+  /** Calls the IAM and stores the result; null when the write lost to a newer set (caller re-reads). */
+  private async refreshLocked(userId: string, set: StoredTokenSet, signal?: AbortSignal): Promise<RefreshResult | null> {
+    const { store, iam } = this.options;
+    const log = this.options.logger.child({ userId });
+    let tokens: TokenResponse;
+    try {
+      tokens = await iam.refresh(set.refreshToken as string, signal);
+    } catch (err) {
+      if (!isTokexError(err, 'refresh_token_invalid')) throw err;
+      const reason = reauthReason(err);
+      try {
+        await retryRedisWrite(
+          () => store.end(userId, 'reauth_required', reason, set.status.version),
+          { logger: log, what: `reauth state of ${userId}`, maxWaitMs: this.options.writeRetryMs },
+        );
+      } catch (endErr) {
+        if (isTokexError(endErr, 'stale_write')) return null;
+        throw endErr;
+      }
+      log.warn({ reason }, 'IAM rejected the refresh token; the user must log in again');
+      return { outcome: 'reauth_required', set: null, status: await store.status(userId), reason };
+    }
+    const issuedAtMs = Date.now();
+    const carried = carryRefreshToken(tokens, set, issuedAtMs);
+    const claims = readJwtClaims(tokens.accessToken);
+    const username = typeof claims?.preferred_username === 'string' ? claims.preferred_username : set.status.username;
+    try {
+      const { status } = await retryRedisWrite(
+        () => store.save({ userId, tokens: carried, issuedAtMs, username, expectedVersion: set.status.version, event: 'refreshed' }),
+        { logger: log, what: `refreshed tokens of ${userId}`, maxWaitMs: this.options.writeRetryMs },
+      );
+      log.debug({ version: status.version, accessExpiresAtMs: status.accessExpiresAtMs, dueAtMs: status.dueAtMs }, 'tokens refreshed');
+      return {
+        outcome: 'refreshed',
+        set: { accessToken: carried.accessToken, refreshToken: carried.refreshToken, status },
+        status,
+      };
+    } catch (err) {
+      if (!isTokexError(err, 'stale_write')) throw err;
+      log.info('a newer token set was stored while refreshing; keeping it');
+      return null;
+    }
+  }
+}
+
+/** True when the set already satisfies the caller, so no IAM call is needed. */
+export function meets(set: StoredTokenSet, need: RefreshNeed, nowMs = Date.now()): boolean {
+  const { status } = set;
+  if (need.kind === 'due') {
+    // The scheduled time computed by the last write; unknown (older data) counts as due.
+    return status.scheduledDueAtMs !== null && status.scheduledDueAtMs > nowMs;
+  }
+  const remainingMs = status.accessExpiresAtMs - nowMs;
+  // An IAM whose tokens live shorter than the caller asks could never satisfy it: accept a token with
+  // at least half its lifetime left instead of refreshing on every call.
+  const lifetimeMs = Math.max(0, status.accessExpiresAtMs - status.issuedAtMs);
+  return remainingMs > 0 && remainingMs >= Math.min(need.minValidityMs, lifetimeMs / 2);
+}
+
+/** The IAM may answer a refresh without a refresh token: keep using the old one then. */
+function carryRefreshToken(tokens: TokenResponse, set: StoredTokenSet, issuedAtMs: number): TokenResponse {
+  if (tokens.refreshToken) return tokens;
+  let refreshExpiresInSeconds: number | undefined;
+  if (set.status.offline) refreshExpiresInSeconds = 0;
+  else if (set.status.refreshExpiresAtMs !== null) {
+    // Never 0 here: 0 means "offline" to the store.
+    refreshExpiresInSeconds = Math.max(1, Math.floor((set.status.refreshExpiresAtMs - issuedAtMs) / 1000));
+  }
+  return { ...tokens, refreshToken: set.refreshToken, refreshExpiresInSeconds };
+}
+
+/** Short reason recorded for a rejected refresh token: the OAuth error and Keycloak's description. */
+function reauthReason(err: TokexError): string {
+  const said = /\(([^)]*)\)/.exec(err.message)?.[1];
+  return (said ?? err.iamError ?? 'invalid_grant').slice(0, 160);
+}
+
+/** Turns a refresh result into a reader's access token or a typed error. */
+function readerAnswer(userId: string, result: RefreshResult): string {
+  switch (result.outcome) {
+    case 'refreshed':
+    case 'fresh':
+      return (result.set as StoredTokenSet).accessToken;
+    case 'not_found':
+      throw new TokexError('not_found', `no tokens stored for ${userId}`);
+    case 'not_refreshable':
+      throw new TokexError('reauth_required', `the access token of ${userId} expires and no refresh token is stored; the user must log in again`);
+    case 'inactive':
+    case 'reauth_required':
+      throw new TokexError('reauth_required', `${userId} must log in again (${result.status?.state ?? 'reauth_required'}: ${result.reason ?? 'unknown'})`);
+  }
+}
