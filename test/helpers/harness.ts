@@ -1,11 +1,13 @@
+import { QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { startBroker, type Broker, type RoleName } from '../../src/broker.js';
 import { startDevIam, type DevIam, type DevIamOptions } from '../../src/dev-iam/index.js';
 import { TokenProducer } from '../../src/producer/token-producer.js';
 import { KeyRing } from '../../src/shared/crypto.js';
 import { loadConfig, type TokexConfig } from '../../src/shared/config.js';
+import { EXCHANGE_QUEUE } from '../../src/shared/job-contract.js';
 import type { TokenStore } from '../../src/shared/token-store.js';
-import { captureLogger } from './logs.js';
+import { captureLogger, eventually } from './logs.js';
 import { cleanupPrefix, TEST_REDIS_URL, testRedis, uniquePrefix } from './redis.js';
 
 /** A broker wired to a real Redis (own prefix) and a development IAM, with captured debug logs. */
@@ -19,7 +21,16 @@ export interface Harness {
   /** A plain connection for assertions. */
   redis: Redis;
   logs: ReturnType<typeof captureLogger>;
+  /** Waits until an exchange job completed or failed (seen on the queue's events stream). */
+  waitForJob(jobId: string, timeoutMs?: number): Promise<JobOutcome>;
   close(): Promise<void>;
+}
+
+/** How an exchange job ended. */
+export interface JobOutcome {
+  state: 'completed' | 'failed';
+  returnvalue?: unknown;
+  failedReason?: string;
 }
 
 /** Options of {@link startHarness}. */
@@ -30,6 +41,7 @@ export interface HarnessOptions {
   iam?: DevIam;
   /** Extra environment variables (override the defaults). */
   env?: Record<string, string>;
+  /** Roles to start. @defaultValue ['worker'] */
   roles?: RoleName[];
 }
 
@@ -56,12 +68,19 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const prefix = uniquePrefix();
   const config = loadConfig({ env: harnessEnv(iam, prefix, options.env), need: ['iam'] });
   const logs = captureLogger(config.logLevel);
-  const broker = await startBroker(config, logs.logger, options.roles);
+  const broker = await startBroker(config, logs.logger, options.roles ?? ['worker']);
   const producer = new TokenProducer({ redis: config.redisUrl, prefix, keyRing: config.keyRing });
   const redis = testRedis();
+  const outcomes = new Map<string, JobOutcome>();
+  const events = new QueueEvents(EXCHANGE_QUEUE, { connection: { url: TEST_REDIS_URL }, prefix });
+  events.on('completed', ({ jobId, returnvalue }) => outcomes.set(jobId, { state: 'completed', returnvalue }));
+  events.on('failed', ({ jobId, failedReason }) => outcomes.set(jobId, { state: 'failed', failedReason }));
+  await events.waitUntilReady();
   return {
     iam, config, prefix, broker, producer, store: broker.context.store, redis, logs,
+    waitForJob: async (jobId, timeoutMs = 15_000) => (await eventually(() => outcomes.get(jobId), timeoutMs))!,
     async close() {
+      await events.close();
       await producer.close();
       await broker.close();
       await cleanupPrefix(redis, prefix);
