@@ -87,6 +87,12 @@ export interface TokexConfig {
   http: { host: string; port: number; apiKeys: string[]; auth: 'api-key' | 'none'; adminUi: boolean };
 }
 
+/** The process environment merged with `.env` (dotenv never overrides what is already set). */
+export function readEnvironment(): Record<string, string | undefined> {
+  loadDotenv({ quiet: true });
+  return { ...process.env };
+}
+
 /** Parts of the configuration a role may require beyond the base. */
 export type ConfigNeed = 'iam';
 
@@ -103,11 +109,7 @@ export interface LoadConfigOptions {
  * every bad or missing variable (never echoing secret values).
  */
 export function loadConfig(options: LoadConfigOptions = {}): TokexConfig {
-  let env = options.env;
-  if (!env) {
-    loadDotenv({ quiet: true });
-    env = process.env;
-  }
+  const env = options.env ?? readEnvironment();
   const problems: string[] = [];
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
