@@ -1,0 +1,53 @@
+import { spawnSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Queue } from 'bullmq';
+import { DEFAULT_USERS } from '../src/dev-iam/index.js';
+import { EXCHANGE_JOB_OPTIONS, EXCHANGE_QUEUE } from '../src/shared/job-contract.js';
+import { startHarness, type Harness } from './helpers/harness.js';
+
+// The README documents the job and storage formats for services in other languages, with Python
+// examples. This suite runs those examples (test/fixtures/tokex_format.py) against the real broker.
+const script = new URL('./fixtures/tokex_format.py', import.meta.url).pathname;
+const python = spawnSync('python3', ['-c', 'import cryptography'], { encoding: 'utf8' });
+const hasPython = python.status === 0;
+
+function py(args: string[], input: string, keys: string): string {
+  const out = spawnSync('python3', [script, ...args], { input, encoding: 'utf8', env: { ...process.env, TOKEN_ENCRYPTION_KEYS: keys } });
+  if (out.status !== 0) throw new Error(out.stderr);
+  return out.stdout.trim();
+}
+
+describe.skipIf(!hasPython)('documented formats, used from Python (skipped without python3 + cryptography)', () => {
+  let h: Harness;
+  let keys: string;
+  beforeAll(async () => {
+    h = await startHarness();
+    keys = `${h.config.keyRing.primary.id}:${h.config.keyRing.primary.key.toString('base64')}`;
+  });
+  afterAll(async () => h.close());
+
+  it('accepts a job enqueued by a foreign BullMQ client with a subject token sealed as documented', async () => {
+    const [alice] = DEFAULT_USERS;
+    const token = await h.iam.issueUserToken({ sub: alice.sub });
+    const sealed = py(['seal-subject'], token, keys);
+    expect(sealed).toMatch(/^tkx1\./);
+    const queue = new Queue(EXCHANGE_QUEUE, { connection: { url: h.config.redisUrl }, prefix: h.prefix });
+    const job = await queue.add('exchange', { v: 1, subjectToken: sealed, userId: alice.sub, receivedAt: Date.now() }, EXCHANGE_JOB_OPTIONS);
+    await queue.close();
+    expect((await h.waitForJob(job.id!)).state).toBe('completed');
+  });
+
+  it('lets a consumer decrypt a stored token set as documented', async () => {
+    const [alice] = DEFAULT_USERS;
+    const raw = await h.redis.getBuffer(`${h.prefix}:tok:${alice.sub}`);
+    const decoded = JSON.parse(py(['open-token-set', alice.sub], raw!.toString('hex'), keys));
+    const stored = await h.store.get(alice.sub);
+    expect(decoded).toEqual({ accessToken: stored!.accessToken, refreshToken: stored!.refreshToken });
+  });
+
+  it('refuses to decrypt a token set under another user id (AAD)', () => {
+    return h.redis.getBuffer(`${h.prefix}:tok:${DEFAULT_USERS[0].sub}`).then((raw) => {
+      expect(() => py(['open-token-set', DEFAULT_USERS[1].sub], raw!.toString('hex'), keys)).toThrow(/InvalidTag/);
+    });
+  });
+});
