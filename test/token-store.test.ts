@@ -1,0 +1,85 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { KeyRing } from '../src/shared/crypto.js';
+import type { TokenResponse } from '../src/shared/iam-outcome.js';
+import { TokenStore } from '../src/shared/token-store.js';
+import { epochSeconds, fakeJwt } from './helpers/jwt.js';
+import { cleanupPrefix, testRedis, uniquePrefix } from './helpers/redis.js';
+
+const redis = testRedis();
+const prefix = uniquePrefix('store');
+const keyRing = KeyRing.parse(KeyRing.generateSpec('s'));
+const store = new TokenStore({ redis, prefix, keyRing });
+
+afterAll(async () => {
+  await cleanupPrefix(redis, prefix);
+  redis.disconnect();
+});
+
+function tokens(overrides: Partial<TokenResponse> = {}): TokenResponse {
+  return {
+    accessToken: fakeJwt({ sub: 'u', exp: epochSeconds(300) }),
+    expiresInSeconds: 300,
+    refreshToken: fakeJwt({ typ: 'Offline' }),
+    refreshExpiresInSeconds: 0,
+    scope: 'offline_access',
+    tokenType: 'Bearer',
+    ...overrides,
+  };
+}
+
+describe('TokenStore', () => {
+  it('round-trips a token set and never stores it readable', async () => {
+    const t = tokens();
+    const { version } = await store.save({ userId: 'u1', tokens: t, issuedAtMs: Date.now(), username: 'una' });
+    expect(version).toBe(1);
+    const set = await store.get('u1');
+    expect(set).toMatchObject({ accessToken: t.accessToken, refreshToken: t.refreshToken, status: { state: 'active', offline: true, username: 'una' } });
+    const raw = await redis.getBuffer(`${prefix}:tok:u1`);
+    expect(raw!.includes(Buffer.from(t.accessToken.split('.')[2]))).toBe(false);
+    expect((await store.getByUsername('una'))?.status.userId).toBe('u1');
+  });
+
+  it('never replaces a newer token set with an older one', async () => {
+    const now = Date.now();
+    const newer = tokens();
+    await store.save({ userId: 'u2', tokens: newer, issuedAtMs: now });
+    await expect(store.save({ userId: 'u2', tokens: tokens(), issuedAtMs: now - 1000 })).rejects.toMatchObject({ code: 'stale_write' });
+    expect((await store.get('u2'))?.accessToken).toBe(newer.accessToken);
+  });
+
+  it('refuses a conditional write when the version moved', async () => {
+    await store.save({ userId: 'u3', tokens: tokens(), issuedAtMs: Date.now() });
+    await store.save({ userId: 'u3', tokens: tokens(), issuedAtMs: Date.now() });
+    await expect(store.save({ userId: 'u3', tokens: tokens(), issuedAtMs: Date.now(), expectedVersion: 1 }))
+      .rejects.toMatchObject({ code: 'stale_write' });
+    await expect(store.save({ userId: 'u3', tokens: tokens(), issuedAtMs: Date.now(), expectedVersion: 2 }))
+      .resolves.toMatchObject({ version: 3 });
+  });
+
+  it('tells online from offline refresh tokens and leaves unrefreshable sets out of the due index', async () => {
+    const issuedAtMs = Date.now();
+    const online = await store.save({ userId: 'u4', tokens: tokens({ refreshToken: 'opaque', refreshExpiresInSeconds: 1800 }), issuedAtMs });
+    expect(online.status).toMatchObject({ offline: false, refreshExpiresAtMs: issuedAtMs + 1_800_000 });
+    const typed = await store.save({ userId: 'u5', tokens: tokens({ refreshToken: fakeJwt({ typ: 'Refresh' }), refreshExpiresInSeconds: undefined }), issuedAtMs });
+    expect(typed.status.offline).toBe(false);
+    const none = await store.save({ userId: 'u6', tokens: tokens({ refreshToken: undefined, refreshExpiresInSeconds: undefined }), issuedAtMs });
+    expect(none.status).toMatchObject({ refreshable: false, dueAtMs: null });
+    expect(await redis.zscore(`${prefix}:due`, 'u6')).toBeNull();
+    expect(await redis.zscore(`${prefix}:due`, 'u4')).not.toBeNull();
+  });
+
+  it('cannot be read with a token set moved to another user', async () => {
+    await store.save({ userId: 'victim', tokens: tokens(), issuedAtMs: Date.now() });
+    await store.save({ userId: 'thief', tokens: tokens(), issuedAtMs: Date.now() });
+    await redis.copy(`${prefix}:tok:victim`, `${prefix}:tok:thief`, 'REPLACE');
+    await expect(store.get('thief')).rejects.toMatchObject({ code: 'decrypt_failed' });
+  });
+
+  it('ends a user: deletes the tokens, keeps the metadata with the reason, leaves the due index', async () => {
+    await store.save({ userId: 'u7', tokens: tokens(), issuedAtMs: Date.now() });
+    await store.end('u7', 'reauth_required', 'invalid_grant');
+    expect(await store.get('u7')).toBeNull();
+    expect(await store.status('u7')).toMatchObject({ state: 'reauth_required', reason: 'invalid_grant', refreshable: false, dueAtMs: null });
+    await expect(store.end('nobody', 'revoked', 'x')).rejects.toMatchObject({ code: 'not_found' });
+  });
+});
