@@ -17,6 +17,10 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   demo: async () => (await import('./cli/demo.js')).command,
   'dev-iam': async () => (await import('./cli/dev-iam.js')).command,
   keygen: async () => (await import('./cli/keygen.js')).command,
+  revoke: async () => (await import('./cli/revoke.js')).command,
+  token: async () => (await import('./cli/token.js')).command,
+  stats: async () => (await import('./cli/stats.js')).command,
+  rekey: async () => (await import('./cli/rekey.js')).command,
 };
 
 function printHelp(): void {

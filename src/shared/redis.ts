@@ -17,12 +17,13 @@ export function createWorkerConnection(url: string, options: RedisOptions = {}):
 }
 
 /**
- * A connection for producers and readers: no offline queue and one retry per command, so a caller
- * gets `redis_unavailable` quickly instead of a hang.
+ * A connection for producers and readers that fails fast instead of hanging: a command waits for at
+ * most one reconnection attempt (`maxRetriesPerRequest: 1`) and then fails with an error the caller
+ * maps to `redis_unavailable`. The offline queue stays on so that commands issued while the first
+ * connection is still being made are not refused.
  */
 export function createFastFailConnection(url: string, options: RedisOptions = {}): Redis {
   return new Redis(url, {
-    enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     connectTimeout: 2000,
     retryStrategy: (times) => Math.min(times * 200, 2000),
