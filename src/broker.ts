@@ -2,6 +2,9 @@ import type { Logger } from 'pino';
 import type { TokexConfig } from './shared/config.js';
 import { createContext, type BrokerContext } from './shared/context.js';
 import { startExchangeRole } from './worker/exchange-role.js';
+import { startRefreshRole } from './worker/refresh-role.js';
+import { startSchedulerRole } from './worker/scheduler-role.js';
+import { startHttpRole } from './producer/http-role.js';
 
 /** A started role; `close` stops it gracefully (bounded by SHUTDOWN_TIMEOUT_MS). */
 export interface RunningRole {
@@ -12,6 +15,9 @@ export interface RunningRole {
 /** The roles one process can run; `tokex start --roles` picks among them. */
 export const ROLE_STARTERS = {
   worker: startExchangeRole,
+  refresh: startRefreshRole,
+  scheduler: startSchedulerRole,
+  producer: (ctx: BrokerContext) => startHttpRole(ctx),
 } satisfies Record<string, (ctx: BrokerContext) => Promise<RunningRole>>;
 
 /** A role name. */

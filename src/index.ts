@@ -18,3 +18,9 @@ export {
 export { ExchangeWorker, type ExchangeWorkerOptions } from './worker/exchange-worker.js';
 export { startBroker, ALL_ROLES, type Broker, type RoleName } from './broker.js';
 export { createLogger } from './shared/logger.js';
+export { type GetAccessTokenOptions } from './shared/token-store.js';
+export { UserLock, defaultLockOptions, type UserLockOptions, type HeldLock } from './shared/user-lock.js';
+export { UserRefresher, type RefreshNeed, type RefreshOutcome, type RefreshResult } from './shared/refresh-user.js';
+export { RefreshWorker, refreshJobOptions, REFRESH_JOB_NAME, type RefreshWorkerOptions, type RefreshJobData, type RefreshJobResult } from './worker/refresh-worker.js';
+export { RefreshScheduler, runTick, REFRESH_TICK_QUEUE, type RefreshSchedulerOptions, type TickResult } from './worker/scheduler.js';
+export { ReauthWebhook, type ReauthWebhookPayload } from './worker/reauth-webhook.js';

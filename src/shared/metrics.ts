@@ -19,6 +19,9 @@ const REASON_CODES: ReadonlySet<string> = new Set<TokexErrorCode | string>([
   'stale_write', 'lock_timeout',
 ]);
 
+/** Longest a scrape waits for one Redis read. */
+const SCRAPE_READ_TIMEOUT_MS = 1000;
+
 /** Latency buckets (seconds) from 1 ms to 1 min: exchanges take milliseconds unless retried. */
 const LATENCY_BUCKETS_SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
@@ -212,13 +215,21 @@ export class TokexMetrics {
     return counts;
   }
 
-  /** A scrape must not fail because Redis is down: count the error, report the fallback. */
+  /** A scrape must neither fail nor hang because Redis is down: count the error, report the fallback. */
   private async guard<T>(read: () => Promise<T>, fallback: T): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
     try {
-      return await read();
+      return await Promise.race([
+        read(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error('timeout')), SCRAPE_READ_TIMEOUT_MS);
+        }),
+      ]);
     } catch {
       this.redisErrors.inc({ source: 'metrics' });
       return fallback;
+    } finally {
+      clearTimeout(timer);
     }
   }
 }

@@ -165,7 +165,11 @@ export class TokenStore {
     const { userId, tokens, issuedAtMs } = input;
     const refreshable = tokens.refreshToken !== undefined;
     const offline = refreshable && isOfflineRefresh(tokens);
-    const accessExpMs = issuedAtMs + tokens.expiresInSeconds * 1000;
+    // A JWT's own `exp` is in whole seconds, so it may fall up to a second before issuedAt + expires_in:
+    // trust the earlier, but by at most a second, so an IAM whose clock is behind cannot cause a refresh loop.
+    const jwtExp = readJwtClaims(tokens.accessToken)?.exp;
+    const localExpMs = issuedAtMs + tokens.expiresInSeconds * 1000;
+    const accessExpMs = typeof jwtExp === 'number' ? Math.max(localExpMs - 1000, Math.min(localExpMs, jwtExp * 1000)) : localExpMs;
     const refreshExpMs = refreshable && !offline && tokens.refreshExpiresInSeconds
       ? issuedAtMs + tokens.refreshExpiresInSeconds * 1000
       : null;

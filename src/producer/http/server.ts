@@ -1,10 +1,10 @@
 import swagger from '@fastify/swagger';
 import { Queue, QueueEvents } from 'bullmq';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { BrokerContext } from '../../shared/context.js';
 import { EXCHANGE_QUEUE, REFRESH_QUEUE } from '../../shared/job-contract.js';
-import { createWorkerConnection } from '../../shared/redis.js';
+import { createWorkerConnection, waitUntilReady } from '../../shared/redis.js';
 import { TokenProducer } from '../token-producer.js';
 import { registerAdminUi } from './admin.js';
 import { ApiKeyAuth } from './auth.js';
@@ -15,6 +15,9 @@ import { registerUserRoutes } from './routes/users.js';
 
 /** Largest request body accepted, in bytes (a 16 KiB subject token plus room for JSON). */
 export const BODY_LIMIT_BYTES = 32 * 1024;
+
+/** How long closing waits for the queues before dropping their connections. */
+const CLOSE_TIMEOUT_MS = 2000;
 
 /** Options of {@link buildHttpApi}; unset fields come from `ctx.config.http`. */
 export interface HttpApiOptions {
@@ -100,9 +103,10 @@ export async function buildHttpApi(ctx: BrokerContext, options: HttpApiOptions =
 
   const app = Fastify({
     loggerInstance: logger as unknown as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // Per-request lines come from our own onResponse hook (debug level), never with bodies or headers.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT_BYTES,
-    maxParamLength: 300,
+    routerOptions: { maxParamLength: 300 },
     return503OnClosing: true,
   });
   // JSON only: text/plain (parsed by default) answers 415 like every other type.
@@ -136,6 +140,8 @@ export async function buildHttpApi(ctx: BrokerContext, options: HttpApiOptions =
     app,
     deps,
     async listen() {
+      // Best effort: a fresh connection is not ready for a moment; Redis being down is /readyz's business.
+      await waitUntilReady(ctx.clientConnection, CLOSE_TIMEOUT_MS).catch(() => {});
       const url = await app.listen({ host: options.host ?? config.http.host, port: options.port ?? config.http.port });
       listening = true;
       logger.info({ url: url.replace(/^https?:\/\//, '') }, 'HTTP API listening');
@@ -144,9 +150,21 @@ export async function buildHttpApi(ctx: BrokerContext, options: HttpApiOptions =
     async close() {
       startClosing();
       await app.close();
-      await Promise.allSettled([exchangeEvents.close(), exchangeQueue.close(), refreshQueue.close(), producer.close()]);
+      // BullMQ's close waits for a connection that may never come while Redis is down: bound it.
+      await settleWithin([exchangeEvents.close(), exchangeQueue.close(), refreshQueue.close(), producer.close()], CLOSE_TIMEOUT_MS);
       eventsConnection.disconnect();
       if (listening) logger.info('HTTP API stopped');
     },
   };
+}
+
+async function settleWithin(promises: Promise<unknown>[], timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.allSettled(promises),
+    new Promise((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    }),
+  ]);
+  clearTimeout(timer);
 }
