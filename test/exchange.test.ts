@@ -219,7 +219,7 @@ describe('exchange, other IAM behaviours', () => {
     harnesses.push(second);
     await eventually(async () => (await second.store.status(BOB.sub))?.state === 'active', 20_000);
     const queue = new Queue(EXCHANGE_QUEUE, { connection: { url: second.config.redisUrl }, prefix: second.prefix });
-    expect(await queue.getJob(jobId)).toBeUndefined(); // completed and removed
+    await eventually(async () => (await queue.getJobState(jobId)) === 'completed');
     await queue.close();
   });
 });

@@ -5,7 +5,7 @@ import { isEnvelopeString, SUBJECT_TOKEN_AAD, type KeyRing } from '../shared/cry
 import { isTokexError, TokexError } from '../shared/errors.js';
 import type { IamClient } from '../shared/iam-client.js';
 import {
-  EXCHANGE_QUEUE, exchangeBackoffMs, exchangeJobDataSchema, TOKEX_BACKOFF,
+  EXCHANGE_JOB_OPTIONS, EXCHANGE_QUEUE, exchangeBackoffMs, exchangeJobDataSchema, TOKEX_BACKOFF,
   type ExchangeJobData, type ExchangeJobResult,
 } from '../shared/job-contract.js';
 import { retryRedisWrite } from '../shared/retry-write.js';
@@ -68,7 +68,8 @@ export class ExchangeWorker {
         maxStalledCount: 2,
         // A limiter must exist for queue.rateLimit() (429 handling) to take effect; this one never binds.
         limiter: { max: 1_000_000, duration: 1000 },
-        removeOnComplete: { count: 0 },
+        // Jobs from foreign producers get the same retention as ours (their outcome stays queryable).
+        removeOnComplete: EXCHANGE_JOB_OPTIONS.removeOnComplete as { age: number; count: number },
         removeOnFail: {
           age: options.failedRetention?.ageSeconds ?? 7 * 86_400,
           count: options.failedRetention?.count ?? 10_000,
