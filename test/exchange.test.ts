@@ -218,7 +218,7 @@ describe('exchange, other IAM behaviours', () => {
     const second = await startHarness({ iam, env: { TOKEX_PREFIX: first.prefix, TOKEN_ENCRYPTION_KEYS: `test:${first.config.keyRing.primary.key.toString('base64')}` } });
     harnesses.push(second);
     await eventually(async () => (await second.store.status(BOB.sub))?.state === 'active', 20_000);
-    const queue = new Queue(EXCHANGE_QUEUE, { connection: { url: second.config.redisUrl }, prefix: second.prefix });
+    const queue = new Queue(EXCHANGE_QUEUE, { connection: { url: second.config.redisUrl }, prefix: first.prefix });
     await eventually(async () => (await queue.getJobState(jobId)) === 'completed');
     await queue.close();
   });

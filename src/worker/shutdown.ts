@@ -7,17 +7,29 @@ import type { Logger } from 'pino';
  * alone waits forever, which hangs deployments.
  */
 export async function closeWorker(worker: Worker, timeoutMs: number, logger: Logger): Promise<void> {
+  const closing = worker.close().then(() => 'closed' as const);
+  if ((await raceTimeout(closing, timeoutMs)) === 'closed') return;
+  logger.warn({ queue: worker.name, timeoutMs }, 'active jobs did not finish in time; cancelling them');
+  worker.cancelAllJobs('shutdown');
+  // Cancelled processors fail fast and BullMQ records the retry; only a processor that ignores
+  // its signal is left behind (its job comes back through stall detection).
+  if ((await raceTimeout(closing, CANCEL_GRACE_MS)) === 'closed') return;
+  logger.warn({ queue: worker.name }, 'cancelled jobs did not stop; forcing the worker closed');
+  await worker.close(true);
+}
+
+/** How long cancelled jobs get to record their retry before the worker is forced closed. */
+const CANCEL_GRACE_MS = 5000;
+
+async function raceTimeout<T>(promise: Promise<T>, timeoutMs: number): Promise<T | 'timeout'> {
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<'timeout'>((resolve) => {
     timer = setTimeout(() => resolve('timeout'), timeoutMs);
   });
-  const closing = worker.close().then(() => 'closed' as const);
-  const outcome = await Promise.race([closing, timedOut]);
-  clearTimeout(timer);
-  if (outcome === 'timeout') {
-    logger.warn({ queue: worker.name, timeoutMs }, 'active jobs did not finish in time; cancelling them');
-    worker.cancelAllJobs('shutdown');
-    await worker.close(true);
+  try {
+    return await Promise.race([promise, timedOut]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
