@@ -24,3 +24,6 @@ export { UserRefresher, type RefreshNeed, type RefreshOutcome, type RefreshResul
 export { RefreshWorker, refreshJobOptions, REFRESH_JOB_NAME, type RefreshWorkerOptions, type RefreshJobData, type RefreshJobResult } from './worker/refresh-worker.js';
 export { RefreshScheduler, runTick, REFRESH_TICK_QUEUE, type RefreshSchedulerOptions, type TickResult } from './worker/scheduler.js';
 export { ReauthWebhook, type ReauthWebhookPayload } from './worker/reauth-webhook.js';
+export { buildHttpApi, type HttpApi, type HttpApiOptions } from './producer/http/server.js';
+export { revokeUser, type RevokeUserInput, type RevokeUserResult } from './shared/revoke-user.js';
+export { TokexMetrics } from './shared/metrics.js';

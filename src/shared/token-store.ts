@@ -313,7 +313,8 @@ function toStatus(userId: string, meta: Record<string, string>, dueAtMs: number 
     refreshedAtMs: num(meta.refreshedAtMs),
     updatedAtMs: num(meta.updatedAtMs),
     dueAtMs,
-    scheduledDueAtMs: meta.dueAtMs ? Number(meta.dueAtMs) : null,
+    // Only an active set is scheduled; ending a set keeps the last computed value in the hash.
+    scheduledDueAtMs: meta.dueAtMs && (meta.state ?? 'active') === 'active' ? Number(meta.dueAtMs) : null,
     reason: meta.reason || undefined,
   };
 }

@@ -1,6 +1,7 @@
 import type { RoleName } from '../../src/broker.js';
 import type { DevIam } from '../../src/dev-iam/index.js';
 import type { HttpRole } from '../../src/producer/http-role.js';
+import { KeyRing } from '../../src/shared/crypto.js';
 import { EXCHANGE_QUEUE } from '../../src/shared/job-contract.js';
 import { startHarness, type Harness } from './harness.js';
 
@@ -11,6 +12,8 @@ export const API_KEY = 'test-key-0123456789abcdef';
 export interface ApiHarness extends Harness {
   url: string;
   role: HttpRole;
+  /** The TOKEN_ENCRYPTION_KEYS value the broker runs with (for child processes). */
+  keySpec: string;
   /** fetch against the API; `auth: false` sends no Authorization header. */
   call(path: string, init?: RequestInit & { auth?: boolean; json?: unknown }): Promise<Response>;
   /** Jobs of every state in the exchange queue. */
@@ -23,10 +26,11 @@ export async function startApiHarness(options: {
   env?: Record<string, string>;
   iam?: DevIam;
 } = {}): Promise<ApiHarness> {
+  const keySpec = KeyRing.generateSpec('http');
   const harness = await startHarness({
     iam: options.iam,
     roles: [...(options.roles ?? []), 'producer'],
-    env: { HTTP_PORT: '0', PRODUCER_API_KEYS: `other-key,${API_KEY}`, ...options.env },
+    env: { HTTP_PORT: '0', PRODUCER_API_KEYS: `other-key,${API_KEY}`, TOKEN_ENCRYPTION_KEYS: keySpec, ...options.env },
   });
   const role = harness.broker.roles.find((r) => r.name === 'producer') as HttpRole;
   const url = role.url;
@@ -34,6 +38,7 @@ export async function startApiHarness(options: {
     ...harness,
     url,
     role,
+    keySpec,
     call(path, init = {}) {
       const { auth = true, json, ...rest } = init;
       const headers = new Headers(rest.headers);

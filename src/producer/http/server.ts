@@ -4,7 +4,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Redis } from 'ioredis';
 import type { BrokerContext } from '../../shared/context.js';
 import { EXCHANGE_QUEUE, REFRESH_QUEUE } from '../../shared/job-contract.js';
-import { createWorkerConnection, waitUntilReady } from '../../shared/redis.js';
+import { createFastFailConnection, createWorkerConnection, waitUntilReady } from '../../shared/redis.js';
 import { TokenProducer } from '../token-producer.js';
 import { registerAdminUi } from './admin.js';
 import { ApiKeyAuth } from './auth.js';
@@ -73,8 +73,12 @@ export async function buildHttpApi(ctx: BrokerContext, options: HttpApiOptions =
   });
   if (auth.mode === 'none') logger.warn('PRODUCER_AUTH=none: the HTTP API and dashboard accept requests without an API key');
 
+  // Enqueues get a connection of their own with auto-pipelining: the commands of requests handled in
+  // the same event-loop turn leave in one socket write (~12% less CPU per request, BENCHMARKS.md).
+  const enqueueConnection = createFastFailConnection(config.redisUrl, { enableAutoPipelining: true, connectionName: 'tokex-http-enqueue' });
+  ctx.metrics.watchRedis('enqueue', enqueueConnection);
   const producer = new TokenProducer({
-    redis: ctx.clientConnection,
+    redis: enqueueConnection,
     prefix: config.prefix,
     keyRing: config.keyRing,
     defaultDeadlineSeconds: config.exchange.defaultDeadlineSeconds,
@@ -141,7 +145,7 @@ export async function buildHttpApi(ctx: BrokerContext, options: HttpApiOptions =
     deps,
     async listen() {
       // Best effort: a fresh connection is not ready for a moment; Redis being down is /readyz's business.
-      await waitUntilReady(ctx.clientConnection, CLOSE_TIMEOUT_MS).catch(() => {});
+      await Promise.all([ctx.clientConnection, enqueueConnection].map((c) => waitUntilReady(c, CLOSE_TIMEOUT_MS).catch(() => {})));
       const url = await app.listen({ host: options.host ?? config.http.host, port: options.port ?? config.http.port });
       listening = true;
       logger.info({ url: url.replace(/^https?:\/\//, '') }, 'HTTP API listening');
@@ -153,6 +157,7 @@ export async function buildHttpApi(ctx: BrokerContext, options: HttpApiOptions =
       // BullMQ's close waits for a connection that may never come while Redis is down: bound it.
       await settleWithin([exchangeEvents.close(), exchangeQueue.close(), refreshQueue.close(), producer.close()], CLOSE_TIMEOUT_MS);
       eventsConnection.disconnect();
+      enqueueConnection.disconnect();
       if (listening) logger.info('HTTP API stopped');
     },
   };
