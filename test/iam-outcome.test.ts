@@ -58,7 +58,7 @@ describe('classifyIamResponse', () => {
       access_token: 'a.b.c', expires_in: '300', refresh_expires_in: 0, refresh_token: 'r', token_type: 'Bearer', scope: 'profile offline_access',
     });
     expect(tokens).toEqual({
-      accessToken: 'a.b.c', expiresInSeconds: 300, refreshToken: 'r', refreshExpiresInSeconds: 0, scope: 'profile offline_access', tokenType: 'Bearer',
+      accessToken: 'a.b.c', expiresInSeconds: 300, refreshToken: 'r', refreshExpiresInSeconds: 0, scope: 'profile offline_access', tokenType: 'Bearer', accessClaims: null,
     });
   });
 

@@ -46,6 +46,8 @@ export class IamClient {
       httpsAgent: new https.Agent({ keepAlive: true, maxSockets: 256 }),
       validateStatus: () => true,
       maxRedirects: 0,
+      // The IAM is called directly: no per-request proxy lookup in the environment.
+      proxy: false,
       headers: { Accept: 'application/json' },
     });
   }

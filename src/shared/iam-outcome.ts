@@ -1,4 +1,5 @@
 import { TokexError } from './errors.js';
+import { readJwtClaims } from './subject-token.js';
 
 /**
  * Classification of every IAM answer into a token response or a {@link TokexError}: the single
@@ -20,6 +21,13 @@ export interface TokenResponse {
   refreshExpiresInSeconds?: number;
   scope?: string;
   tokenType: string;
+  /** The access token's claims, decoded once on receipt (unverified: it came straight from the IAM); null when it is not a JWT. */
+  accessClaims?: Record<string, unknown> | null;
+}
+
+/** The access token's claims: the ones decoded on receipt, or decoded now for hand-made responses. */
+export function accessClaimsOf(tokens: TokenResponse): Record<string, unknown> | null {
+  return tokens.accessClaims !== undefined ? tokens.accessClaims : readJwtClaims(tokens.accessToken);
 }
 
 /** Default wait when a 429 carries no usable Retry-After. */
@@ -102,6 +110,7 @@ export function classifyIamResponse(
       refreshExpiresInSeconds: seconds(body.refresh_expires_in),
       scope: typeof body.scope === 'string' ? body.scope : undefined,
       tokenType: typeof body.token_type === 'string' ? body.token_type : 'Bearer',
+      accessClaims: readJwtClaims(accessToken),
     };
   }
   if (status === 429) {

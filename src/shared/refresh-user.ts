@@ -1,9 +1,8 @@
 import type { Logger } from 'pino';
 import { isTokexError, TokexError } from './errors.js';
 import type { IamClient } from './iam-client.js';
-import type { TokenResponse } from './iam-outcome.js';
+import { accessClaimsOf, type TokenResponse } from './iam-outcome.js';
 import { retryRedisWrite } from './retry-write.js';
-import { readJwtClaims } from './subject-token.js';
 import type { StoredTokenSet, TokenStatus, TokenStore } from './token-store.js';
 import type { UserLock } from './user-lock.js';
 
@@ -157,7 +156,7 @@ export class UserRefresher {
     }
     const issuedAtMs = Date.now();
     const carried = carryRefreshToken(tokens, set, issuedAtMs);
-    const claims = readJwtClaims(tokens.accessToken);
+    const claims = accessClaimsOf(tokens);
     const username = typeof claims?.preferred_username === 'string' ? claims.preferred_username : set.status.username;
     try {
       const { status } = await retryRedisWrite(

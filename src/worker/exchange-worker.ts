@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { isEnvelopeString, SUBJECT_TOKEN_AAD, type KeyRing } from '../shared/crypto.js';
 import { isTokexError, TokexError } from '../shared/errors.js';
 import type { IamClient } from '../shared/iam-client.js';
+import { accessClaimsOf } from '../shared/iam-outcome.js';
 import {
   EXCHANGE_JOB_OPTIONS, EXCHANGE_QUEUE, exchangeBackoffMs, exchangeJobDataSchema, TOKEX_BACKOFF,
   type ExchangeJobData, type ExchangeJobResult,
@@ -122,7 +123,7 @@ export class ExchangeWorker {
       throw await this.fail(job, err, deadlineMs, log);
     }
     const issuedAtMs = Date.now();
-    const accessClaims = readJwtClaims(tokens.accessToken);
+    const accessClaims = accessClaimsOf(tokens);
     const sub = typeof accessClaims?.sub === 'string' ? accessClaims.sub : undefined;
     if (sub !== undefined && data.userId !== undefined && sub !== data.userId) {
       log.warn({ claimedUserId: data.userId, sub }, 'producer claimed another user than the IAM returned; nothing stored');
