@@ -6,7 +6,7 @@ import { KeyRing } from '../src/shared/crypto.js';
 import { isTokexError } from '../src/shared/errors.js';
 import { captureLogger } from './helpers/logs.js';
 import { API_KEY, fakeJwt, startApiHarness, type ApiHarness } from './helpers/http-api.js';
-import { uniquePrefix } from './helpers/redis.js';
+import { cleanupPrefix, TEST_REDIS_URL, testRedis, uniquePrefix } from './helpers/redis.js';
 
 const future = () => Math.floor(Date.now() / 1000) + 600;
 const tokens = (sub: string) => ({
@@ -220,8 +220,16 @@ describe('HTTP API routes (no worker running)', () => {
 });
 
 describe('HTTP API configuration', () => {
-  const env = (extra: Record<string, string>) => ({
-    REDIS_URL: 'redis://127.0.0.1:6379', TOKEX_PREFIX: uniquePrefix('http-cfg'), TOKEN_ENCRYPTION_KEYS: KeyRing.generateSpec('k'), ...extra,
+  const prefixes: string[] = [];
+  const env = (extra: Record<string, string>) => {
+    const prefix = uniquePrefix('http-cfg');
+    prefixes.push(prefix);
+    return { REDIS_URL: TEST_REDIS_URL, TOKEX_PREFIX: prefix, TOKEN_ENCRYPTION_KEYS: KeyRing.generateSpec('k'), ...extra };
+  };
+  afterAll(async () => {
+    const redis = testRedis();
+    for (const prefix of prefixes) await cleanupPrefix(redis, prefix);
+    redis.disconnect();
   });
 
   it('refuses to start without API keys unless PRODUCER_AUTH=none', async () => {

@@ -49,7 +49,7 @@ describe('refresh failures', () => {
     const sub = users[0].sub;
     await exchangeUser(h, sub);
     await h.redis.zrem(h.store.keys.due, sub); // only the reader below refreshes this user
-    const real = createFastFailConnection(h.config.redisUrl);
+    const real = createFastFailConnection(h.config.redisUrl) as Redis;
     await waitUntilReady(real, 5000);
     const { redis, failures } = failFirstSave(real);
     const logs = captureLogger('debug');

@@ -41,7 +41,7 @@ export const command: Command = {
     const logger = createLogger({ level: config.logLevel });
     const roles = (['worker', 'refresh', 'scheduler'] as string[]).filter((r) => r in ROLE_STARTERS) as RoleName[];
     const broker = await startBroker(config, logger, roles);
-    const producer = new TokenProducer({ redis: config.redisUrl, prefix: config.prefix, keyRing: config.keyRing });
+    const producer = new TokenProducer({ redis: config.redis, prefix: config.prefix, keyRing: config.keyRing });
     try {
       say(`Broker running (roles: ${roles.join(', ')}) on ${redisUrl}, prefix ${config.prefix}`);
       const subjectToken = await passwordLogin(iam.tokenUrl, 'alice', 'alice-password');

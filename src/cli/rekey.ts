@@ -28,7 +28,7 @@ export const command: Command = {
       throw new TokexError('invalid_input', '--batch takes an integer between 1 and 100000');
     }
     const config = loadConfig();
-    const redis = createFastFailConnection(config.redisUrl, { connectionName: 'tokex-rekey', maxRetriesPerRequest: 3 });
+    const redis = createFastFailConnection(config.redis, { connectionName: 'tokex-rekey', maxRetriesPerRequest: 3 });
     redis.on('error', () => {});
     try {
       await waitUntilReady(redis, 5000);

@@ -1,10 +1,9 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Command } from '../cli.js';
 import { loadConfig } from '../shared/config.js';
 import { EXCHANGE_QUEUE, REFRESH_QUEUE } from '../shared/job-contract.js';
 import { KeyLayout } from '../shared/keys.js';
-import { createFastFailConnection, waitUntilReady } from '../shared/redis.js';
+import { createFastFailConnection, nodeForKey, waitUntilReady, type RedisClient } from '../shared/redis.js';
 
 /** Job counts of one queue. */
 export interface QueueCounts {
@@ -33,7 +32,7 @@ export interface BrokerStats {
  * Collects {@link BrokerStats}. Users by state come from a SCAN over every metadata key with one
  * HGET each: O(users), fine for an operator command, not for a dashboard polled every second.
  */
-export async function collectStats(redis: Redis, prefix: string, nowMs = Date.now()): Promise<BrokerStats> {
+export async function collectStats(redis: RedisClient, prefix: string, nowMs = Date.now()): Promise<BrokerStats> {
   const keys = new KeyLayout(prefix);
   const queues: Record<string, QueueCounts> = {};
   for (const name of [EXCHANGE_QUEUE, REFRESH_QUEUE]) {
@@ -50,12 +49,13 @@ export async function collectStats(redis: Redis, prefix: string, nowMs = Date.no
     }
   }
   const usersByState: Record<string, number> = {};
+  const node = await nodeForKey(redis, keys.metaPattern);
   let cursor = '0';
   do {
-    const [next, metaKeys] = await redis.scan(cursor, 'MATCH', keys.metaPattern, 'COUNT', 1000);
+    const [next, metaKeys] = await node.scan(cursor, 'MATCH', keys.metaPattern, 'COUNT', 1000);
     cursor = next;
     if (metaKeys.length === 0) continue;
-    const pipeline = redis.pipeline();
+    const pipeline = node.pipeline();
     for (const key of metaKeys) pipeline.hget(key, 'state');
     for (const [err, state] of (await pipeline.exec()) ?? []) {
       if (err) throw err;
@@ -77,7 +77,7 @@ export const command: Command = {
   usage: 'tokex stats [--json]',
   async run(args) {
     const config = loadConfig();
-    const redis = createFastFailConnection(config.redisUrl, { connectionName: 'tokex-stats', maxRetriesPerRequest: 3 });
+    const redis = createFastFailConnection(config.redis, { connectionName: 'tokex-stats', maxRetriesPerRequest: 3 });
     redis.on('error', () => {});
     try {
       await waitUntilReady(redis, 5000);

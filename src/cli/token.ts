@@ -25,7 +25,7 @@ export const command: Command = {
       throw new TokexError('invalid_input', '--min-validity must be a number of seconds >= 0');
     }
     const config = loadConfig();
-    const redis = createFastFailConnection(config.redisUrl);
+    const redis = createFastFailConnection(config.redis);
     redis.on('error', () => {});
     try {
       await waitUntilReady(redis, 5000);

@@ -1,19 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { loadConfig } from '../shared/config.js';
 import { SUBJECT_TOKEN_AAD, type KeyRing } from '../shared/crypto.js';
 import { TokexError } from '../shared/errors.js';
 import {
   EXCHANGE_JOB_NAME, EXCHANGE_JOB_OPTIONS, EXCHANGE_QUEUE, type ExchangeJobData,
 } from '../shared/job-contract.js';
-import { asRedisError, createFastFailConnection, waitUntilReady } from '../shared/redis.js';
+import {
+  asRedisError, createFastFailConnection, waitUntilReady, type RedisClient, type RedisTarget,
+} from '../shared/redis.js';
 import { validateSubjectToken, validateUserId } from '../shared/subject-token.js';
 
 /** Options of {@link TokenProducer}. */
 export interface TokenProducerOptions {
-  /** A Redis URL, or an ioredis connection to share (it should fail fast: no offline queue). */
-  redis: string | Redis;
+  /** A Redis URL or target (cluster), or an ioredis connection to share (made by createFastFailConnection). */
+  redis: string | RedisTarget | RedisClient;
   /** Key and queue prefix. @defaultValue 'tokex' */
   prefix?: string;
   /** Encrypts subject tokens before they enter Redis. */
@@ -43,7 +44,7 @@ export interface EnqueueExchangeInput {
 export class TokenProducer {
   /** The BullMQ queue, for callers that want its events or counts. */
   readonly queue: Queue<ExchangeJobData>;
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly ownsConnection: boolean;
   private readonly keyRing: KeyRing;
   private readonly defaultDeadlineMs: number;
@@ -52,8 +53,10 @@ export class TokenProducer {
   private pendingReady?: Promise<void>;
 
   constructor(options: TokenProducerOptions) {
-    this.ownsConnection = typeof options.redis === 'string';
-    this.redis = typeof options.redis === 'string' ? createFastFailConnection(options.redis) : options.redis;
+    const given = options.redis;
+    const isTarget = typeof given === 'string' || !('status' in given);
+    this.ownsConnection = isTarget;
+    this.redis = isTarget ? createFastFailConnection(given as string | RedisTarget) : (given as RedisClient);
     // An unreachable Redis is reported per call; keep the process up.
     this.redis.on('error', () => {});
     this.keyRing = options.keyRing;
@@ -71,7 +74,7 @@ export class TokenProducer {
   static fromEnv(env?: Record<string, string | undefined>): TokenProducer {
     const config = loadConfig({ env });
     return new TokenProducer({
-      redis: config.redisUrl,
+      redis: config.redis,
       prefix: config.prefix,
       keyRing: config.keyRing,
       defaultDeadlineSeconds: config.exchange.defaultDeadlineSeconds,

@@ -2,6 +2,7 @@ import { config as loadDotenv } from 'dotenv';
 import { z } from 'zod';
 import { TokexError } from './errors.js';
 import { KeyRing } from './crypto.js';
+import type { RedisTarget } from './redis.js';
 
 /**
  * The one place that reads the environment. Everything else receives a {@link TokexConfig}.
@@ -13,7 +14,8 @@ const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' |
 const optionalUrl = z.preprocess((v) => (v === '' ? undefined : v), z.url({ protocol: /^https?$/ }).optional());
 
 const envSchema = z.object({
-  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').default('redis://127.0.0.1:6379'),
+  REDIS_URL: z.string().regex(/^rediss?:\/\/[^,]+(,\s*rediss?:\/\/[^,]+)*$/, 'must be redis:// or rediss:// URL(s); several, comma-separated, only as cluster seeds').default('redis://127.0.0.1:6379'),
+  REDIS_CLUSTER: bool.default(false),
   TOKEX_PREFIX: z.string().regex(/^[A-Za-z0-9{}._-]{1,64}$/, 'use 1-64 of [A-Za-z0-9{}._-], e.g. tokex or {tokex}').default('tokex'),
   IAM_TOKEN_URL: optionalUrl,
   IAM_CLIENT_ID: z.string().min(1).optional(),
@@ -51,7 +53,10 @@ export const CONFIG_VARIABLES: readonly string[] = Object.freeze(Object.keys(env
 
 /** The broker's whole configuration, typed, with units in the names. */
 export interface TokexConfig {
+  /** REDIS_URL as given (for a cluster: comma-separated seed node URLs). */
   redisUrl: string;
+  /** Where Redis is, for the connection factories in redis.ts. */
+  redis: RedisTarget;
   /** Prefix of every Redis key and BullMQ queue; may carry a `{hash tag}` for Redis Cluster. */
   prefix: string;
   iam: {
@@ -122,6 +127,12 @@ export function loadConfig(options: LoadConfigOptions = {}): TokexConfig {
     } catch (err) {
       problems.push(`TOKEN_ENCRYPTION_KEYS: ${(err as Error).message}`);
     }
+    if (!parsed.data.REDIS_CLUSTER && parsed.data.REDIS_URL.includes(',')) {
+      problems.push('REDIS_URL: several URLs are only accepted as cluster seeds (REDIS_CLUSTER=true)');
+    }
+    if (parsed.data.REDIS_CLUSTER && !/\{[^}]+\}/.test(parsed.data.TOKEX_PREFIX)) {
+      problems.push('TOKEX_PREFIX: with REDIS_CLUSTER=true it must contain a hash tag such as {tokex}, so that every broker key is in one slot');
+    }
     if (options.need?.includes('iam')) {
       for (const name of ['IAM_TOKEN_URL', 'IAM_CLIENT_ID', 'IAM_CLIENT_SECRET'] as const) {
         if (!parsed.data[name]) problems.push(`${name}: required by the exchange and refresh workers`);
@@ -134,6 +145,7 @@ export function loadConfig(options: LoadConfigOptions = {}): TokexConfig {
   const e = parsed.data;
   return {
     redisUrl: e.REDIS_URL,
+    redis: { url: e.REDIS_URL, cluster: e.REDIS_CLUSTER },
     prefix: e.TOKEX_PREFIX,
     iam: {
       tokenUrl: e.IAM_TOKEN_URL,

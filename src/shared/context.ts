@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import type { Logger } from 'pino';
 import type { TokexConfig } from './config.js';
 import { TokexError } from './errors.js';
@@ -13,9 +13,9 @@ export interface BrokerContext {
   config: TokexConfig;
   logger: Logger;
   /** Blocking-capable connection for BullMQ workers (`maxRetriesPerRequest: null`). */
-  workerConnection: Redis;
+  workerConnection: RedisClient;
   /** Fail-fast connection for producers and readers. */
-  clientConnection: Redis;
+  clientConnection: RedisClient;
   store: TokenStore;
   /** The process's Prometheus metrics (served by the producer role at /metrics). */
   metrics: TokexMetrics;
@@ -27,8 +27,8 @@ export interface BrokerContext {
 
 /** Builds the shared context from a loaded configuration. */
 export function createContext(config: TokexConfig, logger: Logger): BrokerContext {
-  const workerConnection = createWorkerConnection(config.redisUrl);
-  const clientConnection = createFastFailConnection(config.redisUrl);
+  const workerConnection = createWorkerConnection(config.redis);
+  const clientConnection = createFastFailConnection(config.redis);
   for (const conn of [workerConnection, clientConnection]) {
     conn.on('error', (err) => logger.debug({ err }, 'Redis connection error'));
   }

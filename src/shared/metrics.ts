@@ -1,5 +1,5 @@
 import type { Job, Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { nodeForKey, type RedisClient } from './redis.js';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { TokexErrorCode } from './errors.js';
 import type { KeyLayout } from './keys.js';
@@ -37,7 +37,7 @@ export function reasonCode(failedReason: string | undefined): string {
 
 /** What the scrape-time collectors read. */
 export interface MetricsSources {
-  redis: Redis;
+  redis: RedisClient;
   keys: KeyLayout;
   /** Queues whose job counts are exported, by name. */
   queues: Queue[];
@@ -180,7 +180,7 @@ export class TokexMetrics {
   }
 
   /** Counts a Redis connection's errors. */
-  watchRedis(source: string, redis: Redis): void {
+  watchRedis(source: string, redis: RedisClient): void {
     redis.on('error', () => this.redisErrors.inc({ source }));
   }
 
@@ -196,12 +196,13 @@ export class TokexMetrics {
     const { redis, keys } = this.sources;
     const counts = await this.guard(async () => {
       const result = new Map<string, number>();
+      const node = await nodeForKey(redis, keys.metaPattern);
       let cursor = '0';
       do {
-        const [next, batch] = await redis.scan(cursor, 'MATCH', keys.metaPattern, 'COUNT', 1000);
+        const [next, batch] = await node.scan(cursor, 'MATCH', keys.metaPattern, 'COUNT', 1000);
         cursor = next;
         if (batch.length === 0) continue;
-        const pipeline = redis.pipeline();
+        const pipeline = node.pipeline();
         for (const key of batch) pipeline.hget(key, 'state');
         for (const [, state] of (await pipeline.exec()) ?? []) {
           const name = typeof state === 'string' && state ? state : 'active';

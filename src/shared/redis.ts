@@ -1,14 +1,46 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { TokexError } from './errors.js';
 
 /**
- * ioredis connection factories. BullMQ workers need `maxRetriesPerRequest: null` (they block
- * on commands); producers and readers must fail fast instead of queueing commands while Redis is down.
+ * ioredis connection factories, for a single Redis or a Redis Cluster. BullMQ workers need
+ * `maxRetriesPerRequest: null` (they block on commands); producers and readers must fail fast
+ * instead of queueing commands while Redis is down.
  */
 
+/** A connection to one Redis or to a Redis Cluster (both speak the same commands here). */
+export type RedisClient = Redis | Cluster;
+
+/** Where Redis is: a URL, or for a cluster a comma-separated list of seed node URLs. */
+export interface RedisTarget {
+  url: string;
+  /** Connect as a Redis Cluster client. @defaultValue false */
+  cluster?: boolean;
+}
+
+function connect(target: string | RedisTarget, options: RedisOptions): RedisClient {
+  const { url, cluster } = typeof target === 'string' ? { url: target, cluster: false } : target;
+  if (!cluster) return new Redis(url, options);
+  const seeds = url.split(',').map((u) => new URL(u.trim()));
+  const first = seeds[0];
+  const { retryStrategy, enableOfflineQueue, ...nodeOptions } = options;
+  return new Cluster(
+    seeds.map((s) => ({ host: s.hostname, port: Number(s.port || 6379) })),
+    {
+      clusterRetryStrategy: retryStrategy,
+      enableOfflineQueue,
+      redisOptions: {
+        ...nodeOptions,
+        username: decodeURIComponent(first.username) || undefined,
+        password: decodeURIComponent(first.password) || undefined,
+        tls: first.protocol === 'rediss:' ? {} : undefined,
+      },
+    },
+  );
+}
+
 /** A connection for BullMQ workers and schedulers: retries forever, reconnects with capped backoff. */
-export function createWorkerConnection(url: string, options: RedisOptions = {}): Redis {
-  return new Redis(url, {
+export function createWorkerConnection(target: string | RedisTarget, options: RedisOptions = {}): RedisClient {
+  return connect(target, {
     maxRetriesPerRequest: null,
     retryStrategy: (times) => Math.min(times * 200, 2000),
     connectionName: 'tokex-worker',
@@ -22,8 +54,8 @@ export function createWorkerConnection(url: string, options: RedisOptions = {}):
  * maps to `redis_unavailable`. The offline queue stays on so that commands issued while the first
  * connection is still being made are not refused.
  */
-export function createFastFailConnection(url: string, options: RedisOptions = {}): Redis {
-  return new Redis(url, {
+export function createFastFailConnection(target: string | RedisTarget, options: RedisOptions = {}): RedisClient {
+  return connect(target, {
     maxRetriesPerRequest: 1,
     connectTimeout: 2000,
     retryStrategy: (times) => Math.min(times * 200, 2000),
@@ -32,8 +64,21 @@ export function createFastFailConnection(url: string, options: RedisOptions = {}
   });
 }
 
+/**
+ * The node that holds `key` (for SCAN, which a cluster client cannot run across nodes). With a
+ * hash-tagged prefix every broker key lives on one node, so scanning that node sees them all.
+ */
+export async function nodeForKey(redis: RedisClient, key: string): Promise<Redis> {
+  if (!(redis instanceof Cluster)) return redis;
+  const slot = Number(await redis.cluster('KEYSLOT', key));
+  const owner = redis.slots[slot]?.[0];
+  const node = redis.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === owner);
+  if (!node) throw new TokexError('redis_unavailable', `no cluster node serves slot ${slot} yet`);
+  return node;
+}
+
 /** Waits until `redis` is ready or `timeoutMs` passes; `redis_unavailable` otherwise. */
-export async function waitUntilReady(redis: Redis, timeoutMs: number): Promise<void> {
+export async function waitUntilReady(redis: RedisClient, timeoutMs: number): Promise<void> {
   if (redis.status === 'ready') return;
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {

@@ -1,13 +1,12 @@
 import { Queue } from 'bullmq';
 import type { JobType } from 'bullmq';
-import type { Redis } from 'ioredis';
 import {
   ENVELOPE_STRING_PREFIX, envelopeKeyId, isEnvelopeString, SUBJECT_TOKEN_AAD, tokenSetAad, type KeyRing,
 } from './crypto.js';
 import { isTokexError } from './errors.js';
 import { EXCHANGE_QUEUE } from './job-contract.js';
 import { KeyLayout } from './keys.js';
-import { asRedisError } from './redis.js';
+import { asRedisError, nodeForKey, type RedisClient } from './redis.js';
 import { scripts } from './scripts.js';
 
 /**
@@ -60,7 +59,7 @@ export interface RekeyProgress {
 
 /** Options of {@link rekey}. */
 export interface RekeyOptions {
-  redis: Redis;
+  redis: RedisClient;
   prefix: string;
   keyRing: KeyRing;
   /** SCAN cursor to continue the token-set phase from (printed in progress lines). @defaultValue '0' */
@@ -96,7 +95,7 @@ export async function rekeyTokenSets(options: RekeyOptions): Promise<RekeyCounts
   let nextNotice = every;
   try {
     do {
-      const [next, metaKeys] = await redis.scan(cursor, 'MATCH', keys.metaPattern, 'COUNT', batchSize);
+      const [next, metaKeys] = await (await nodeForKey(redis, keys.metaPattern)).scan(cursor, 'MATCH', keys.metaPattern, 'COUNT', batchSize);
       for (const metaKey of metaKeys) {
         const userId = keys.userIdFromMetaKey(metaKey);
         counts.scanned += 1;
@@ -117,7 +116,7 @@ export async function rekeyTokenSets(options: RekeyOptions): Promise<RekeyCounts
 
 type Outcome = Exclude<keyof RekeyCounts, 'scanned'>;
 
-async function rekeyTokenSet(redis: Redis, keyRing: KeyRing, tokensKey: string, userId: string): Promise<Outcome> {
+async function rekeyTokenSet(redis: RedisClient, keyRing: KeyRing, tokensKey: string, userId: string): Promise<Outcome> {
   const envelope = await redis.getBuffer(tokensKey);
   if (!envelope) return 'skipped'; // metadata of an ended user: no tokens kept
   let fresh: Buffer;
@@ -170,7 +169,7 @@ export async function rekeyExchangeJobs(options: RekeyOptions): Promise<RekeyCou
   return counts;
 }
 
-async function rekeyJob(redis: Redis, keyRing: KeyRing, jobKey: string): Promise<Outcome> {
+async function rekeyJob(redis: RedisClient, keyRing: KeyRing, jobKey: string): Promise<Outcome> {
   const raw = await redis.hget(jobKey, 'data');
   if (raw === null) return 'skipped'; // removed meanwhile
   let data: Record<string, unknown>;

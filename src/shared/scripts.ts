@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { Cluster, Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 
 /** A Lua script from `src/shared/lua/<name>-<numKeys>.lua`, run by EVALSHA with an EVAL fallback. */
 export class LuaScript {
@@ -17,7 +17,7 @@ export class LuaScript {
   }
 
   /** Runs the script; loads it on the server first when the server does not know it yet. */
-  async run<T = unknown>(redis: Redis | Cluster, keys: string[], args: (string | number | Buffer)[]): Promise<T> {
+  async run<T = unknown>(redis: RedisClient, keys: string[], args: (string | number | Buffer)[]): Promise<T> {
     if (keys.length !== this.numKeys) throw new Error(`${this.fileName} takes ${this.numKeys} keys`);
     try {
       return (await redis.evalsha(this.sha, this.numKeys, ...keys, ...args)) as T;

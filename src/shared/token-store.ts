@@ -1,5 +1,4 @@
 import { constants as zlibConstants, deflateRawSync, inflateRawSync } from 'node:zlib';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { tokenSetAad, type KeyRing } from './crypto.js';
 import { TokexError } from './errors.js';
@@ -7,7 +6,7 @@ import type { IamClient } from './iam-client.js';
 import { accessClaimsOf, type TokenResponse } from './iam-outcome.js';
 import { KeyLayout } from './keys.js';
 import { createLogger } from './logger.js';
-import { asRedisError } from './redis.js';
+import { asRedisError, type RedisClient } from './redis.js';
 import { computeDueAtMs, DEFAULT_REFRESH_POLICY, type RefreshPolicy } from './refresh-policy.js';
 import { scripts } from './scripts.js';
 import { meets, UserRefresher } from './refresh-user.js';
@@ -71,7 +70,7 @@ export interface SaveTokenSetInput {
 
 /** Options of {@link TokenStore}. */
 export interface TokenStoreOptions {
-  redis: Redis;
+  redis: RedisClient;
   prefix: string;
   keyRing: KeyRing;
   refreshPolicy?: RefreshPolicy;
@@ -110,7 +109,7 @@ interface TokenSetPlaintext {
  */
 export class TokenStore {
   readonly keys: KeyLayout;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   private readonly keyRing: KeyRing;
   private readonly policy: RefreshPolicy;
   private readonly eventsMaxLen: number;

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import { TokexError } from './errors.js';
 import type { KeyLayout } from './keys.js';
 import { asRedisError } from './redis.js';
@@ -42,7 +42,7 @@ export class UserLock {
   private readonly settings: Required<UserLockOptions>;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: KeyLayout,
     options: UserLockOptions = {},
   ) {

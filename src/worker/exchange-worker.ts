@@ -1,5 +1,5 @@
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../shared/redis.js';
 import type { Logger } from 'pino';
 import { isEnvelopeString, SUBJECT_TOKEN_AAD, type KeyRing } from '../shared/crypto.js';
 import { isTokexError, TokexError } from '../shared/errors.js';
@@ -18,7 +18,7 @@ import { closeWorker } from './shutdown.js';
 /** Options of {@link ExchangeWorker}. */
 export interface ExchangeWorkerOptions {
   /** A connection with `maxRetriesPerRequest: null` (see createWorkerConnection). */
-  connection: Redis;
+  connection: RedisClient;
   prefix: string;
   keyRing: KeyRing;
   iam: IamClient;

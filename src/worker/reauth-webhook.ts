@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import axios, { type AxiosInstance } from 'axios';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../shared/redis.js';
 import type { Logger } from 'pino';
 import type { KeyLayout } from '../shared/keys.js';
 
@@ -22,7 +22,7 @@ export interface ReauthWebhookPayload {
 /** Options of {@link ReauthWebhook}. */
 export interface ReauthWebhookOptions {
   /** A connection this notifier may block on (it is closed with the notifier). */
-  redis: Redis;
+  redis: RedisClient;
   keys: KeyLayout;
   url: string;
   logger: Logger;

@@ -1,5 +1,5 @@
 import { Queue, UnrecoverableError, Worker, type Job, type JobsOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../shared/redis.js';
 import type { Logger } from 'pino';
 import { TokexError } from '../shared/errors.js';
 import { REFRESH_QUEUE } from '../shared/job-contract.js';
@@ -50,7 +50,7 @@ export function refreshJobOptions(userId: string): JobsOptions {
 /** Options of {@link RefreshWorker}. */
 export interface RefreshWorkerOptions {
   /** A connection with `maxRetriesPerRequest: null`. */
-  connection: Redis;
+  connection: RedisClient;
   prefix: string;
   keys: KeyLayout;
   refresher: UserRefresher;

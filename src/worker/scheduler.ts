@@ -1,5 +1,5 @@
 import { Queue, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../shared/redis.js';
 import type { Logger } from 'pino';
 import { REFRESH_QUEUE } from '../shared/job-contract.js';
 import type { KeyLayout } from '../shared/keys.js';
@@ -17,7 +17,7 @@ export const ADD_BULK_CHUNK = 1000;
 /** Settings of one tick. */
 export interface TickOptions {
   /** Any connection (the due index is read with a Lua script). */
-  redis: Redis;
+  redis: RedisClient;
   keys: KeyLayout;
   /** The `refresh` queue the jobs go to. */
   refreshQueue: Queue;
@@ -61,7 +61,7 @@ export async function runTick(options: TickOptions): Promise<TickResult> {
 /** Options of {@link RefreshScheduler}. */
 export interface RefreshSchedulerOptions {
   /** A connection with `maxRetriesPerRequest: null`. */
-  connection: Redis;
+  connection: RedisClient;
   prefix: string;
   keys: KeyLayout;
   logger: Logger;

@@ -1,5 +1,5 @@
 import { QueueEvents } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { createWorkerConnection, type RedisClient } from '../../src/shared/redis.js';
 import { startBroker, type Broker, type RoleName } from '../../src/broker.js';
 import { startDevIam, type DevIam, type DevIamOptions } from '../../src/dev-iam/index.js';
 import { TokenProducer } from '../../src/producer/token-producer.js';
@@ -19,7 +19,7 @@ export interface Harness {
   producer: TokenProducer;
   store: TokenStore;
   /** A plain connection for assertions. */
-  redis: Redis;
+  redis: RedisClient;
   logs: ReturnType<typeof captureLogger>;
   /** Waits until an exchange job completed or failed (seen on the queue's events stream). */
   waitForJob(jobId: string, timeoutMs?: number): Promise<JobOutcome>;
@@ -65,14 +65,16 @@ export function harnessEnv(iam: DevIam, prefix: string, env: Record<string, stri
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
   const ownIam = !options.iam;
   const iam = options.iam ?? (await startDevIam(options.iamOptions));
-  const prefix = uniquePrefix();
+  // On a cluster every broker key must share one slot: the prefix carries a hash tag.
+  const prefix = options.env?.REDIS_CLUSTER === 'true' ? `{${uniquePrefix()}}` : uniquePrefix();
   const config = loadConfig({ env: harnessEnv(iam, prefix, options.env), need: ['iam'] });
   const logs = captureLogger(config.logLevel);
   const broker = await startBroker(config, logs.logger, options.roles ?? ['worker']);
-  const producer = new TokenProducer({ redis: config.redisUrl, prefix, keyRing: config.keyRing });
-  const redis = testRedis();
+  const producer = new TokenProducer({ redis: config.redis, prefix, keyRing: config.keyRing });
+  const redis = options.env?.REDIS_CLUSTER === 'true' ? createWorkerConnection(config.redis) : testRedis();
   const outcomes = new Map<string, JobOutcome>();
-  const events = new QueueEvents(EXCHANGE_QUEUE, { connection: { url: TEST_REDIS_URL }, prefix });
+  const eventsConnection = createWorkerConnection(config.redis);
+  const events = new QueueEvents(EXCHANGE_QUEUE, { connection: eventsConnection, prefix });
   events.on('completed', ({ jobId, returnvalue }) => outcomes.set(jobId, { state: 'completed', returnvalue }));
   events.on('failed', ({ jobId, failedReason }) => outcomes.set(jobId, { state: 'failed', failedReason }));
   await events.waitUntilReady();
@@ -81,6 +83,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     waitForJob: async (jobId, timeoutMs = 15_000) => (await eventually(() => outcomes.get(jobId), timeoutMs))!,
     async close() {
       await events.close();
+      eventsConnection.disconnect();
       await producer.close();
       await broker.close();
       await cleanupPrefix(redis, prefix);

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
+import { nodeForKey, type RedisClient } from '../../src/shared/redis.js';
 
 /** The Redis every test talks to (the machine's, or REDIS_URL). */
 export const TEST_REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -15,11 +16,12 @@ export function testRedis(): Redis {
 }
 
 /** Every key under a prefix. */
-export async function keysUnder(redis: Redis, prefix: string): Promise<string[]> {
+export async function keysUnder(redis: RedisClient, prefix: string): Promise<string[]> {
   const keys: string[] = [];
+  const node = await nodeForKey(redis, `${prefix}:x`);
   let cursor = '0';
   do {
-    const [next, batch] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    const [next, batch] = await node.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
     cursor = next;
     keys.push(...batch);
   } while (cursor !== '0');
@@ -27,7 +29,7 @@ export async function keysUnder(redis: Redis, prefix: string): Promise<string[]>
 }
 
 /** Deletes every key under a prefix. */
-export async function cleanupPrefix(redis: Redis, prefix: string): Promise<void> {
+export async function cleanupPrefix(redis: RedisClient, prefix: string): Promise<void> {
   const keys = await keysUnder(redis, prefix);
   for (let i = 0; i < keys.length; i += 500) await redis.del(...keys.slice(i, i + 500));
 }
@@ -36,7 +38,7 @@ export async function cleanupPrefix(redis: Redis, prefix: string): Promise<void>
  * Dumps every key and value under a prefix as text (strings, hashes, lists, sets, zsets, streams),
  * for scans that prove no token is stored in plaintext.
  */
-export async function dumpPrefix(redis: Redis, prefix: string): Promise<string> {
+export async function dumpPrefix(redis: RedisClient, prefix: string): Promise<string> {
   const parts: string[] = [];
   for (const key of await keysUnder(redis, prefix)) {
     const type = await redis.type(key);

@@ -1,7 +1,7 @@
 import swagger from '@fastify/swagger';
 import { Queue, QueueEvents } from 'bullmq';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../shared/redis.js';
 import type { BrokerContext } from '../../shared/context.js';
 import { EXCHANGE_QUEUE, REFRESH_QUEUE } from '../../shared/job-contract.js';
 import { createFastFailConnection, createWorkerConnection, waitUntilReady } from '../../shared/redis.js';
@@ -38,7 +38,7 @@ export interface HttpApiDeps {
   refreshQueue: Queue;
   /** One QueueEvents for the whole server: every `?wait=` request listens on it. */
   exchangeEvents: QueueEvents;
-  eventsConnection: Redis;
+  eventsConnection: RedisClient;
   /** Resolves when the server starts closing, so long-polls answer at once. */
   closing: Promise<void>;
 }
@@ -75,7 +75,7 @@ export async function buildHttpApi(ctx: BrokerContext, options: HttpApiOptions =
 
   // Enqueues get a connection of their own with auto-pipelining: the commands of requests handled in
   // the same event-loop turn leave in one socket write (~12% less CPU per request, BENCHMARKS.md).
-  const enqueueConnection = createFastFailConnection(config.redisUrl, { enableAutoPipelining: true, connectionName: 'tokex-http-enqueue' });
+  const enqueueConnection = createFastFailConnection(config.redis, { enableAutoPipelining: true, connectionName: 'tokex-http-enqueue' });
   ctx.metrics.watchRedis('enqueue', enqueueConnection);
   const producer = new TokenProducer({
     redis: enqueueConnection,
@@ -89,7 +89,7 @@ export async function buildHttpApi(ctx: BrokerContext, options: HttpApiOptions =
   exchangeQueue.setMaxListeners(0);
   const refreshQueue = new Queue(REFRESH_QUEUE, { connection: ctx.clientConnection, prefix: config.prefix });
   // QueueEvents blocks on XREAD: it needs a connection of its own.
-  const eventsConnection = createWorkerConnection(config.redisUrl, { connectionName: 'tokex-http-events' });
+  const eventsConnection = createWorkerConnection(config.redis, { connectionName: 'tokex-http-events' });
   ctx.metrics.watchRedis('events', eventsConnection);
   const exchangeEvents = new QueueEvents(EXCHANGE_QUEUE, { connection: eventsConnection, prefix: config.prefix });
   exchangeEvents.setMaxListeners(0);
