@@ -3,7 +3,8 @@ import type { Command } from '../cli.js';
 import { loadConfig } from '../shared/config.js';
 import { EXCHANGE_QUEUE, REFRESH_QUEUE } from '../shared/job-contract.js';
 import { KeyLayout } from '../shared/keys.js';
-import { createFastFailConnection, nodeForKey, waitUntilReady, type RedisClient } from '../shared/redis.js';
+import { createFastFailConnection, waitUntilReady, type RedisClient } from '../shared/redis.js';
+import { countUsersByState } from '../shared/token-store.js';
 
 /** Job counts of one queue. */
 export interface QueueCounts {
@@ -48,21 +49,7 @@ export async function collectStats(redis: RedisClient, prefix: string, nowMs = D
       await queue.close().catch(() => {});
     }
   }
-  const usersByState: Record<string, number> = {};
-  const node = await nodeForKey(redis, keys.metaPattern);
-  let cursor = '0';
-  do {
-    const [next, metaKeys] = await node.scan(cursor, 'MATCH', keys.metaPattern, 'COUNT', 1000);
-    cursor = next;
-    if (metaKeys.length === 0) continue;
-    const pipeline = node.pipeline();
-    for (const key of metaKeys) pipeline.hget(key, 'state');
-    for (const [err, state] of (await pipeline.exec()) ?? []) {
-      if (err) throw err;
-      const name = (state as string | null) ?? 'unknown';
-      usersByState[name] = (usersByState[name] ?? 0) + 1;
-    }
-  } while (cursor !== '0');
+  const usersByState = await countUsersByState(redis, keys);
   const [dueNextMinute, overdue, eventsLength] = await Promise.all([
     redis.zcount(keys.due, '-inf', nowMs + 60_000),
     redis.zcount(keys.due, '-inf', nowMs),

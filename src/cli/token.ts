@@ -1,10 +1,8 @@
 import type { Command } from '../cli.js';
 import { loadConfig } from '../shared/config.js';
-import { createIamClient } from '../shared/context.js';
+import { createIamClient, createTokenStore } from '../shared/context.js';
 import { TokexError } from '../shared/errors.js';
 import { createFastFailConnection, waitUntilReady } from '../shared/redis.js';
-import { TokenStore } from '../shared/token-store.js';
-import { defaultLockOptions } from '../shared/user-lock.js';
 import { option } from './args.js';
 
 /**
@@ -30,19 +28,7 @@ export const command: Command = {
     try {
       await waitUntilReady(redis, 5000);
       const iam = wantsToken && config.iam.tokenUrl ? createIamClient(config) : undefined;
-      const store = new TokenStore({
-        redis,
-        prefix: config.prefix,
-        keyRing: config.keyRing,
-        refreshPolicy: {
-          skewSeconds: config.refresh.skewSeconds,
-          offlineKeepaliveSeconds: config.refresh.offlineKeepaliveSeconds,
-          accessTokens: config.refresh.accessTokens,
-        },
-        eventsMaxLen: config.retention.eventsMaxLen,
-        iam,
-        lock: defaultLockOptions(config.iam.timeoutMs),
-      });
+      const store = createTokenStore(config, redis, { iam });
       if (wantsToken) {
         process.stdout.write(`${await store.getAccessToken(userId, { minValiditySeconds })}\n`);
         return 0;

@@ -5,7 +5,7 @@ import { TokexError } from './errors.js';
 import { IamClient, type IamClientOptions } from './iam-client.js';
 import { TokexMetrics } from './metrics.js';
 import { createFastFailConnection, createWorkerConnection } from './redis.js';
-import { TokenStore } from './token-store.js';
+import { TokenStore, type TokenStoreOptions } from './token-store.js';
 import { defaultLockOptions } from './user-lock.js';
 
 /** What every role of a running broker shares: configuration, logger, connections, store, IAM client. */
@@ -39,20 +39,7 @@ export function createContext(config: TokexConfig, logger: Logger): BrokerContex
   let iam: IamClient | undefined = config.iam.tokenUrl && config.iam.clientId && config.iam.clientSecret
     ? createIamClient(config, { onCall: metrics.observeIamCall })
     : undefined;
-  const store = new TokenStore({
-    redis: clientConnection,
-    prefix: config.prefix,
-    keyRing: config.keyRing,
-    refreshPolicy: {
-      skewSeconds: config.refresh.skewSeconds,
-      offlineKeepaliveSeconds: config.refresh.offlineKeepaliveSeconds,
-      accessTokens: config.refresh.accessTokens,
-    },
-    eventsMaxLen: config.retention.eventsMaxLen,
-    iam,
-    logger: logger.child({ component: 'token-store' }),
-    lock: defaultLockOptions(config.iam.timeoutMs),
-  });
+  const store = createTokenStore(config, clientConnection, { iam, logger: logger.child({ component: 'token-store' }) });
   return {
     config,
     logger,
@@ -68,6 +55,27 @@ export function createContext(config: TokexConfig, logger: Logger): BrokerContex
       await Promise.allSettled([workerConnection.quit(), clientConnection.quit()]);
     },
   };
+}
+
+/** A token store configured from the configuration (refresh policy, events length, lock sizing). */
+export function createTokenStore(
+  config: TokexConfig,
+  redis: RedisClient,
+  extra: Pick<TokenStoreOptions, 'iam' | 'logger'> = {},
+): TokenStore {
+  return new TokenStore({
+    redis,
+    prefix: config.prefix,
+    keyRing: config.keyRing,
+    refreshPolicy: {
+      skewSeconds: config.refresh.skewSeconds,
+      offlineKeepaliveSeconds: config.refresh.offlineKeepaliveSeconds,
+      accessTokens: config.refresh.accessTokens,
+    },
+    eventsMaxLen: config.retention.eventsMaxLen,
+    lock: defaultLockOptions(config.iam.timeoutMs),
+    ...extra,
+  });
 }
 
 /** The IAM client from the configuration; `config_invalid` if the IAM variables are missing. */

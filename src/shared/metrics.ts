@@ -1,5 +1,6 @@
 import type { Job, Queue } from 'bullmq';
-import { nodeForKey, type RedisClient } from './redis.js';
+import type { RedisClient } from './redis.js';
+import { countUsersByState } from './token-store.js';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { TokexErrorCode } from './errors.js';
 import type { KeyLayout } from './keys.js';
@@ -195,21 +196,7 @@ export class TokexMetrics {
     if (!this.sources) return new Map();
     const { redis, keys } = this.sources;
     const counts = await this.guard(async () => {
-      const result = new Map<string, number>();
-      const node = await nodeForKey(redis, keys.metaPattern);
-      let cursor = '0';
-      do {
-        const [next, batch] = await node.scan(cursor, 'MATCH', keys.metaPattern, 'COUNT', 1000);
-        cursor = next;
-        if (batch.length === 0) continue;
-        const pipeline = node.pipeline();
-        for (const key of batch) pipeline.hget(key, 'state');
-        for (const [, state] of (await pipeline.exec()) ?? []) {
-          const name = typeof state === 'string' && state ? state : 'active';
-          result.set(name, (result.get(name) ?? 0) + 1);
-        }
-      } while (cursor !== '0');
-      return result;
+      return new Map(Object.entries(await countUsersByState(redis, keys)));
     }, undefined);
     if (!counts) return this.usersCache?.counts ?? new Map();
     this.usersCache = { atMs: now, counts };

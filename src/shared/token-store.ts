@@ -6,7 +6,7 @@ import type { IamClient } from './iam-client.js';
 import { accessClaimsOf, type TokenResponse } from './iam-outcome.js';
 import { KeyLayout } from './keys.js';
 import { createLogger } from './logger.js';
-import { asRedisError, type RedisClient } from './redis.js';
+import { asRedisError, nodeForKey, type RedisClient } from './redis.js';
 import { computeDueAtMs, DEFAULT_REFRESH_POLICY, type RefreshPolicy } from './refresh-policy.js';
 import { scripts } from './scripts.js';
 import { meets, UserRefresher } from './refresh-user.js';
@@ -322,4 +322,27 @@ function toStatus(userId: string, meta: Record<string, string>, dueAtMs: number 
     scheduledDueAtMs: meta.dueAtMs && (meta.state ?? 'active') === 'active' ? Number(meta.dueAtMs) : null,
     reason: meta.reason || undefined,
   };
+}
+
+/**
+ * Users by metadata `state` (`active`, `reauth_required`, `revoked`), from a SCAN over every metadata
+ * key with one pipelined HGET each: O(users). For operator commands and slow metrics, not hot paths.
+ */
+export async function countUsersByState(redis: RedisClient, keys: KeyLayout): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  const node = await nodeForKey(redis, keys.metaPattern);
+  let cursor = '0';
+  do {
+    const [next, metaKeys] = await node.scan(cursor, 'MATCH', keys.metaPattern, 'COUNT', 1000);
+    cursor = next;
+    if (metaKeys.length === 0) continue;
+    const pipeline = node.pipeline();
+    for (const key of metaKeys) pipeline.hget(key, 'state');
+    for (const [err, state] of (await pipeline.exec()) ?? []) {
+      if (err) throw asRedisError(err);
+      const name = typeof state === 'string' && state ? state : 'unknown';
+      counts[name] = (counts[name] ?? 0) + 1;
+    }
+  } while (cursor !== '0');
+  return counts;
 }
