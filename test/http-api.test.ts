@@ -216,6 +216,7 @@ describe('HTTP API routes (no worker running)', () => {
     expect(logs).not.toContain(token);
     expect(logs).not.toContain(token.split('.')[1]);
     expect(logs).not.toContain(API_KEY);
+    expect(logs).not.toContain('[REDACTED]');
   });
 });
 

@@ -52,6 +52,8 @@ export function createContext(config: TokexConfig, logger: Logger): BrokerContex
       return iam;
     },
     async close() {
+      // Refreshed tokens still being written may be the only valid ones: finish them first.
+      await store.drain();
       await Promise.allSettled([workerConnection.quit(), clientConnection.quit()]);
     },
   };

@@ -28,6 +28,8 @@ export type TokexErrorCode =
   | 'not_found'
   | 'reauth_required'
   | 'stale_write'
+  | 'revoked_meanwhile'
+  | 'refresh_in_flight'
   | 'lock_timeout';
 
 /** Options for {@link TokexError}. */

@@ -21,7 +21,8 @@ export function scrubString(value: string): string {
 /** Deep copy of a log value with secrets removed; bounded depth so cycles cannot hang logging. */
 export function scrub(value: unknown, depth = 0): unknown {
   if (typeof value === 'string') return scrubString(value);
-  if (value === null || typeof value !== 'object' || depth > 6) return value;
+  if (value === null || typeof value !== 'object') return value;
+  if (depth > 6) return '[Truncated]';
   if (Array.isArray(value)) return value.map((v) => scrub(v, depth + 1));
   if (value instanceof Error) {
     const out: Record<string, unknown> = { type: value.name, message: scrubString(value.message) };
@@ -58,6 +59,9 @@ export function createLogger(options: CreateLoggerOptions = {}): Logger {
       base: { service: 'tokex', ...options.base },
       serializers: { err: (err: unknown) => scrub(err) },
       formatters: { log: (obj) => scrub(obj) as Record<string, unknown> },
+      // Child bindings (logger.child({...})) skip the `log` formatter: pino's own redaction covers
+      // their token-named keys, and the line-level scrub below their token-shaped values.
+      redact: { paths: [...SECRET_KEYS], censor: '[REDACTED]' },
       hooks: {
         logMethod(args, method) {
           const cleaned = args.map((a) => (typeof a === 'string' ? scrubString(a) : a));
@@ -65,6 +69,11 @@ export function createLogger(options: CreateLoggerOptions = {}): Logger {
         },
       },
     },
-    options.destination,
+    scrubbedDestination(options.destination ?? pino.destination(1)),
   );
+}
+
+/** Last line of defence: every serialized line has anything token-shaped replaced before it is written. */
+function scrubbedDestination(target: DestinationStream): DestinationStream {
+  return { write: (line: string) => target.write(scrubString(line)) };
 }

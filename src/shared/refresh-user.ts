@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { isTokexError, TokexError } from './errors.js';
 import type { IamClient } from './iam-client.js';
@@ -40,9 +41,17 @@ export interface UserRefresherOptions {
   iam: IamClient;
   locks: UserLock;
   logger: Logger;
-  /** How long a refreshed set's write is retried while Redis is down. @defaultValue 60000 */
+  /**
+   * How long a refreshed set's write is retried while Redis is down, holding the new tokens in memory
+   * (the old refresh token may already be dead). @defaultValue 240000
+   */
   writeRetryMs?: number;
 }
+
+/** Default of {@link UserRefresherOptions.writeRetryMs}. */
+const WRITE_RETRY_MS = 4 * 60_000;
+/** How many times one call may go around (lock lost, set changed) before giving up. */
+const MAX_PASSES = 5;
 
 /**
  * The rotation-safe refresh of one user, shared by the refresh worker and the readers:
@@ -55,8 +64,31 @@ export interface UserRefresherOptions {
  */
 export class UserRefresher {
   private readonly pending = new Map<string, Promise<RefreshResult>>();
+  /** Writes of tokens the IAM already issued, still retrying: shutdown waits for them. */
+  private readonly writes = new Set<Promise<unknown>>();
+  private readonly writeRetryMs: number;
 
-  constructor(private readonly options: UserRefresherOptions) {}
+  constructor(private readonly options: UserRefresherOptions) {
+    this.writeRetryMs = options.writeRetryMs ?? WRITE_RETRY_MS;
+  }
+
+  /** The store this refresher writes to. */
+  get store(): TokenStore {
+    return this.options.store;
+  }
+
+  /**
+   * How long another process's in-flight mark keeps a set from being refreshed: longer than that
+   * process can still be trying to store its answer, so its refresh token is never reused meanwhile.
+   */
+  private get markBindingMs(): number {
+    return this.options.locks.options.ttlMs + this.writeRetryMs + 30_000;
+  }
+
+  /** Resolves when every refreshed set this process holds in memory has been written (or given up). */
+  async drain(): Promise<void> {
+    while (this.writes.size > 0) await Promise.allSettled([...this.writes]);
+  }
 
   /** Makes sure the user's set meets `need`, refreshing it at most once across all processes. */
   async ensure(userId: string, need: RefreshNeed, signal?: AbortSignal): Promise<RefreshResult> {
@@ -85,7 +117,7 @@ export class UserRefresher {
     try {
       result = await this.ensure(userId, { kind: 'valid', minValidityMs });
     } catch (err) {
-      if (isTokexError(err, 'iam_rate_limited', 'aborted')) {
+      if (isTokexError(err, 'iam_rate_limited', 'aborted', 'refresh_in_flight')) {
         throw new TokexError('iam_unavailable', `could not refresh the tokens of ${userId}: ${err.message}`, { retryAfterMs: err.retryAfterMs, status: err.status });
       }
       throw err;
@@ -96,7 +128,9 @@ export class UserRefresher {
   private async run(userId: string, need: RefreshNeed, signal?: AbortSignal): Promise<RefreshResult> {
     const { store, locks } = this.options;
     const deadlineMs = Date.now() + locks.options.waitMs;
-    for (;;) {
+    // Refresh tokens this call already sent to the IAM: never sent twice, whatever happens.
+    const used = new Set<string>();
+    for (let pass = 0; pass < MAX_PASSES; pass += 1) {
       const before = await this.settled(userId, need);
       if (before) return before;
       const lock = await locks.tryAcquire(userId);
@@ -109,13 +143,18 @@ export class UserRefresher {
         const current = await store.get(userId);
         const settled = await this.settled(userId, need, current);
         if (settled) return settled;
-        const result = await this.refreshLocked(userId, current as StoredTokenSet, signal);
+        const set = current as StoredTokenSet;
+        if (used.has(set.refreshToken as string)) {
+          throw new TokexError('refresh_in_flight', `the refresh of ${userId} was answered but not stored yet; not using its refresh token again`);
+        }
+        const result = await this.refreshLocked(userId, set, used, signal);
         if (result) return result;
-        // stale_write: an exchange stored a newer set meanwhile; look again.
+        // The set changed meanwhile (an exchange stored a newer one): look again.
       } finally {
         await lock.release();
       }
     }
+    throw new TokexError('lock_timeout', `the token set of ${userId} kept changing while refreshing; try again`);
   }
 
   /** The result when nothing needs refreshing (or nothing can be), null when a refresh is needed. */
@@ -132,20 +171,38 @@ export class UserRefresher {
     return null;
   }
 
-  /** Calls the IAM and stores the result; null when the write lost to a newer set (caller re-reads). */
-  private async refreshLocked(userId: string, set: StoredTokenSet, signal?: AbortSignal): Promise<RefreshResult | null> {
+  /**
+   * Marks the refresh in flight, calls the IAM and stores the result; null when the set changed
+   * meanwhile (caller re-reads). The job's signal only stops us before the IAM call: a refresh the
+   * IAM may have performed is never cut off, or its new refresh token would be lost.
+   */
+  private async refreshLocked(userId: string, set: StoredTokenSet, used: Set<string>, signal?: AbortSignal): Promise<RefreshResult | null> {
     const { store, iam } = this.options;
     const log = this.options.logger.child({ userId });
+    if (signal?.aborted) throw new TokexError('aborted', 'refresh cancelled before the IAM call');
+    const owner = randomBytes(12).toString('base64url');
+    const mark = await store.markRefreshing(userId, set.status.version, owner, this.markBindingMs);
+    if (mark === 'changed') return null;
+    if (mark === 'busy') {
+      throw new TokexError('refresh_in_flight', `another process's refresh of ${userId} was answered but is not stored yet; waiting for it`);
+    }
+    const refreshToken = set.refreshToken as string;
+    used.add(refreshToken);
     let tokens: TokenResponse;
     try {
-      tokens = await iam.refresh(set.refreshToken as string, signal);
+      tokens = await iam.refresh(refreshToken);
     } catch (err) {
+      // An HTTP answer means the IAM did not use up the token (except invalid_grant, handled below);
+      // after a network error or timeout it may have: then the mark stays and fences the token.
+      if (isTokexError(err) && err.status !== undefined && err.code !== 'refresh_token_invalid') {
+        await store.unmarkRefreshing(userId, owner).catch((e: unknown) => log.warn({ err: e }, 'could not clear the in-flight mark'));
+      }
       if (!isTokexError(err, 'refresh_token_invalid')) throw err;
       const reason = reauthReason(err);
       try {
         await retryRedisWrite(
           () => store.end(userId, 'reauth_required', reason, set.status.version),
-          { logger: log, what: `reauth state of ${userId}`, maxWaitMs: this.options.writeRetryMs },
+          { logger: log, what: `reauth state of ${userId}`, maxWaitMs: this.writeRetryMs },
         );
       } catch (endErr) {
         if (isTokexError(endErr, 'stale_write')) return null;
@@ -154,15 +211,19 @@ export class UserRefresher {
       log.warn({ reason }, 'IAM rejected the refresh token; the user must log in again');
       return { outcome: 'reauth_required', set: null, status: await store.status(userId), reason };
     }
-    const issuedAtMs = Date.now();
+    // Never earlier than the stored set, whatever this host's clock says.
+    const issuedAtMs = Math.max(Date.now(), set.status.issuedAtMs + 1);
     const carried = carryRefreshToken(tokens, set, issuedAtMs);
     const claims = accessClaimsOf(tokens);
     const username = typeof claims?.preferred_username === 'string' ? claims.preferred_username : set.status.username;
+    const write = retryRedisWrite(
+      () => store.save({ userId, tokens: carried, issuedAtMs, username, expectedVersion: set.status.version, event: 'refreshed' }),
+      { logger: log, what: `refreshed tokens of ${userId}`, maxWaitMs: this.writeRetryMs },
+    );
+    this.writes.add(write);
+    void write.then(() => this.writes.delete(write), () => this.writes.delete(write));
     try {
-      const { status } = await retryRedisWrite(
-        () => store.save({ userId, tokens: carried, issuedAtMs, username, expectedVersion: set.status.version, event: 'refreshed' }),
-        { logger: log, what: `refreshed tokens of ${userId}`, maxWaitMs: this.options.writeRetryMs },
-      );
+      const { status } = await write;
       log.debug({ version: status.version, accessExpiresAtMs: status.accessExpiresAtMs, dueAtMs: status.dueAtMs }, 'tokens refreshed');
       return {
         outcome: 'refreshed',

@@ -38,7 +38,12 @@ export async function revokeUser(input: RevokeUserInput): Promise<RevokeUserResu
   const { store, iam, userId, reason } = input;
   const maxAttempts = input.maxAttempts ?? 3;
   for (let attempt = 1; ; attempt++) {
-    const stored = await store.get(userId);
+    // A set no key of ours decrypts any more (a retired key) cannot be revoked at the IAM, but it
+    // can still be deleted here.
+    const stored = await store.get(userId).catch((err: unknown) => {
+      if (isTokexError(err, 'decrypt_failed')) return null;
+      throw err;
+    });
     const status = stored?.status ?? (await store.status(userId));
     if (!status) throw new TokexError('not_found', `no tokens stored for ${userId}`);
     let revokedAtIam = false;

@@ -36,4 +36,7 @@ export const scripts = {
   releaseLock: new LuaScript('release-lock-1.lua'),
   extendLock: new LuaScript('extend-lock-1.lua'),
   claimDue: new LuaScript('claim-due-1.lua'),
+  markRefreshing: new LuaScript('mark-refreshing-1.lua'),
+  unmarkRefreshing: new LuaScript('unmark-refreshing-1.lua'),
+  unscheduleIdle: new LuaScript('unschedule-idle-3.lua'),
 };

@@ -66,6 +66,11 @@ export interface SaveTokenSetInput {
   expectedVersion?: number;
   /** Event recorded on the stream. @defaultValue 'stored' */
   event?: 'stored' | 'refreshed';
+  /**
+   * For exchange writes: when the subject token was received. A user revoked after that keeps
+   * `revoked` (the write fails with `revoked_meanwhile`): an older login never undoes a logout.
+   */
+  receivedAtMs?: number;
 }
 
 /** Options of {@link TokenStore}. */
@@ -203,7 +208,7 @@ export class TokenStore {
         [this.keys.tokens(userId), this.keys.meta(userId), this.keys.due, this.keys.usernames, this.keys.events],
         [
           envelope, issuedAtMs, input.expectedVersion ?? '', dueAtMs ?? '', input.event ?? 'stored', now,
-          this.eventsMaxLen, userId, input.username ?? '', ...Object.entries(fields).flat(),
+          this.eventsMaxLen, userId, input.username ?? '', input.receivedAtMs ?? '', ...Object.entries(fields).flat(),
         ],
       );
     } catch (err) {
@@ -212,6 +217,7 @@ export class TokenStore {
     const [version, current] = result;
     if (version === -1) throw new TokexError('stale_write', `token set of ${userId} changed meanwhile (now version ${current})`);
     if (version === -2) throw new TokexError('stale_write', `a newer token set of ${userId} is already stored`);
+    if (version === -4) throw new TokexError('revoked_meanwhile', `the tokens of ${userId} were revoked after this subject token was received`);
     return {
       version,
       status: toStatus(userId, { ...fields, version: String(version), state: 'active', username: input.username ?? '' }, dueAtMs),
@@ -268,6 +274,44 @@ export class TokenStore {
     }
     if (Object.keys(meta).length === 0) return null;
     return toStatus(userId, meta, due === null ? null : Number(due));
+  }
+
+  /**
+   * Marks a refresh of the stored set (version `expectedVersion`) as in flight, before the IAM is
+   * called: the fence that stops another process from using the same refresh token while this one's
+   * answer is not yet stored. Returns `marked`, `changed` (re-read) or `busy` (another refresh of this
+   * set is in flight and younger than `bindingMs`).
+   */
+  async markRefreshing(userId: string, expectedVersion: number, owner: string, bindingMs: number): Promise<'marked' | 'changed' | 'busy'> {
+    try {
+      const [code] = await scripts.markRefreshing.run<[number, number]>(this.redis, [this.keys.meta(userId)], [expectedVersion, owner, Date.now(), bindingMs]);
+      return code === 1 ? 'marked' : code === -1 ? 'changed' : 'busy';
+    } catch (err) {
+      throw asRedisError(err);
+    }
+  }
+
+  /** Clears this owner's in-flight mark (the IAM answered with an error: the refresh token is unused). */
+  async unmarkRefreshing(userId: string, owner: string): Promise<void> {
+    try {
+      await scripts.unmarkRefreshing.run(this.redis, [this.keys.meta(userId)], [owner]);
+    } catch (err) {
+      throw asRedisError(err);
+    }
+  }
+
+  /** Takes the user out of the due index unless it has tokens to refresh (atomic check). */
+  async unscheduleIfIdle(userId: string): Promise<boolean> {
+    try {
+      return (await scripts.unscheduleIdle.run<number>(this.redis, [this.keys.tokens(userId), this.keys.meta(userId), this.keys.due], [userId])) === 1;
+    } catch (err) {
+      throw asRedisError(err);
+    }
+  }
+
+  /** Waits for refreshed tokens still being written (they may be the only valid ones): call before exiting. */
+  async drain(): Promise<void> {
+    await this.refresher?.drain();
   }
 
   /**

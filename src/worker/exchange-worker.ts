@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { isEnvelopeString, SUBJECT_TOKEN_AAD, type KeyRing } from '../shared/crypto.js';
 import { isTokexError, TokexError } from '../shared/errors.js';
 import type { IamClient } from '../shared/iam-client.js';
-import { accessClaimsOf } from '../shared/iam-outcome.js';
+import { accessClaimsOf, type TokenResponse } from '../shared/iam-outcome.js';
 import {
   EXCHANGE_JOB_OPTIONS, EXCHANGE_QUEUE, exchangeBackoffMs, exchangeJobDataSchema, TOKEX_BACKOFF,
   type ExchangeJobData, type ExchangeJobResult,
@@ -116,7 +116,7 @@ export class ExchangeWorker {
       throw new UnrecoverableError('subject_token_expired: the job was picked up after its subject token expired');
     }
 
-    let tokens;
+    let tokens: TokenResponse;
     try {
       tokens = await this.options.iam.exchange(subjectToken, signal);
     } catch (err) {
@@ -126,6 +126,7 @@ export class ExchangeWorker {
     const accessClaims = accessClaimsOf(tokens);
     const sub = typeof accessClaims?.sub === 'string' ? accessClaims.sub : undefined;
     if (sub !== undefined && data.userId !== undefined && sub !== data.userId) {
+      // Not revoked at the IAM: with Keycloak that could end the real user's stored session too.
       log.warn({ claimedUserId: data.userId, sub }, 'producer claimed another user than the IAM returned; nothing stored');
       throw new UnrecoverableError('user_mismatch: the exchanged token belongs to another user than the job\'s userId');
     }
@@ -136,12 +137,16 @@ export class ExchangeWorker {
     const username = typeof accessClaims?.preferred_username === 'string' ? accessClaims.preferred_username : undefined;
     try {
       const { version, status } = await retryRedisWrite(
-        () => this.options.store.save({ userId, tokens, issuedAtMs, username }),
+        () => this.options.store.save({ userId, tokens, issuedAtMs, username, receivedAtMs: data.receivedAt }),
         { logger: log, what: `tokens of ${userId}` },
       );
       log.info({ userId, version, offline: status.offline, refreshable: status.refreshable }, 'tokens stored');
       return { userId, version, accessExpiresAtMs: status.accessExpiresAtMs, offline: status.offline, refreshable: status.refreshable };
     } catch (err) {
+      if (isTokexError(err, 'revoked_meanwhile')) {
+        await this.discard(tokens, log);
+        throw new UnrecoverableError(`${err.toReason()}; the new session was revoked at the IAM`);
+      }
       if (isTokexError(err, 'stale_write')) {
         // A newer exchange for this user won: its tokens stay, this job is done.
         const current = await this.options.store.status(userId);
@@ -153,6 +158,15 @@ export class ExchangeWorker {
       }
       throw err;
     }
+  }
+
+  /**
+   * Revokes the refresh token of tokens that will not be stored because the user logged out
+   * meanwhile (best effort), so the IAM session the exchange made does not outlive the logout.
+   */
+  private async discard(tokens: TokenResponse, log: Logger): Promise<void> {
+    if (!tokens.refreshToken || !this.options.iam.canRevoke) return;
+    await this.options.iam.revoke(tokens.refreshToken).catch((err: unknown) => log.warn({ err }, 'could not revoke the discarded session at the IAM'));
   }
 
   /** The job's deadline: its own, or else the token's `exp`, or else receipt + the default deadline. */

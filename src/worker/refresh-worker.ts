@@ -113,7 +113,7 @@ export class RefreshWorker {
       const { outcome } = await this.options.refresher.ensure(userId, { kind: 'due' }, signal);
       if (outcome === 'not_found' || outcome === 'not_refreshable' || outcome === 'inactive') {
         // Nothing left to refresh: an index entry without tokens must not come back every tick.
-        await this.options.connection.zrem(this.options.keys.due, userId);
+        await this.options.refresher.store.unscheduleIfIdle(userId);
       }
       return { userId, outcome };
     } catch (err) {
@@ -139,7 +139,8 @@ export class RefreshWorker {
       case 'iam_unavailable':
       case 'redis_unavailable':
       case 'aborted':
-      case 'lock_timeout': {
+      case 'lock_timeout':
+      case 'refresh_in_flight': {
         if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) {
           await this.deferUser(userId, REFRESH_RETRY_LATER_MS, log);
           return new UnrecoverableError(`${reason}; giving up for now, due again in ${REFRESH_RETRY_LATER_MS} ms`);

@@ -27,6 +27,7 @@ end
 version = version + 1
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[3], ARGV[6])
-redis.call('HSET', KEYS[2], 'version', version, 'state', ARGV[1], 'reason', ARGV[2], 'updatedAtMs', ARGV[4], 'refreshable', '0')
+redis.call('HSET', KEYS[2], 'version', version, 'state', ARGV[1], 'reason', ARGV[2], 'updatedAtMs', ARGV[4], 'endedAtMs', ARGV[4], 'refreshable', '0')
+redis.call('HDEL', KEYS[2], 'refreshingBy', 'refreshingAtMs')
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'user', ARGV[6], 'state', ARGV[1], 'reason', ARGV[2], 'at', ARGV[4])
 return {version, 0}

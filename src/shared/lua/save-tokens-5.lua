@@ -16,24 +16,34 @@
   ARGV[7] events stream max length (approximate trim)
   ARGV[8] userId
   ARGV[9] username ('' when unknown)
-  ARGV[10..] metadata field/value pairs (without version, state, reason, username)
+  ARGV[10] when the subject token of an exchange was received (ms), or '' (refresh writes)
+  ARGV[11..] metadata field/value pairs (without version, state, reason, username)
 
   Returns {version, 0} on success; {-1, currentVersion} when the expected version does not match;
-  {-2, currentVersion} when the stored set is newer.
+  {-2, currentVersion} when the stored set is newer; {-4, currentVersion} when the user's tokens were
+  revoked after the subject token was received (a logout is not undone by an older login).
+
+  A write with an expected version is already ordered by it: the issuedAt guard applies only to
+  unconditional (exchange) writes, so a clock behind the stored issuedAt can never make a refresh's
+  new tokens be thrown away (and the rotated refresh token be used again).
 ]]
-local current = redis.call('HMGET', KEYS[2], 'version', 'issuedAtMs', 'username')
+local current = redis.call('HMGET', KEYS[2], 'version', 'issuedAtMs', 'username', 'state', 'endedAtMs')
 local version = tonumber(current[1]) or 0
 local issuedAt = tonumber(current[2]) or 0
-if ARGV[3] ~= '' and tonumber(ARGV[3]) ~= version then
-  return {-1, version}
-end
-if tonumber(ARGV[2]) < issuedAt then
+if ARGV[3] ~= '' then
+  if tonumber(ARGV[3]) ~= version then
+    return {-1, version}
+  end
+elseif tonumber(ARGV[2]) < issuedAt then
   return {-2, version}
+end
+if ARGV[10] ~= '' and current[4] == 'revoked' and tonumber(ARGV[10]) < (tonumber(current[5]) or 0) then
+  return {-4, version}
 end
 version = version + 1
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[2], 'version', version, 'state', 'active', unpack(ARGV, 10))
+redis.call('HSET', KEYS[2], 'version', version, 'state', 'active', unpack(ARGV, 11))
 if ARGV[9] ~= '' then
   redis.call('HSET', KEYS[2], 'username', ARGV[9])
   redis.call('HSET', KEYS[4], ARGV[9], ARGV[8])
