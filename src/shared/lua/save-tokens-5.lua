@@ -30,15 +30,16 @@
 local current = redis.call('HMGET', KEYS[2], 'version', 'issuedAtMs', 'username', 'state', 'endedAtMs')
 local version = tonumber(current[1]) or 0
 local issuedAt = tonumber(current[2]) or 0
+if ARGV[10] ~= '' and current[4] == 'revoked' and tonumber(ARGV[10]) < (tonumber(current[5]) or 0) then
+  return {-4, version}
+end
 if ARGV[3] ~= '' then
   if tonumber(ARGV[3]) ~= version then
     return {-1, version}
   end
-elseif tonumber(ARGV[2]) < issuedAt then
+elseif current[4] ~= 'reauth_required' and current[4] ~= 'revoked' and tonumber(ARGV[2]) < issuedAt then
+  -- Only a stored (active) set orders exchanges; after an end any new login wins.
   return {-2, version}
-end
-if ARGV[10] ~= '' and current[4] == 'revoked' and tonumber(ARGV[10]) < (tonumber(current[5]) or 0) then
-  return {-4, version}
 end
 version = version + 1
 redis.call('SET', KEYS[1], ARGV[1])
