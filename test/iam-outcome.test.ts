@@ -68,6 +68,17 @@ describe('classifyIamResponse', () => {
     expect(tokens.refreshExpiresInSeconds).toBeUndefined();
   });
 
+  it('never repeats an opaque token echoed in a description', () => {
+    const opaque = 'Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5';
+    try {
+      classifyIamResponse('refresh', 400, {}, { error: 'invalid_grant', error_description: `Token ${opaque} is not active` });
+      expect.unreachable();
+    } catch (err) {
+      expect((err as Error).message).not.toContain(opaque);
+      expect((err as Error).message).toContain('is not active');
+    }
+  });
+
   it('never repeats a token-looking description in its message', () => {
     const token = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln';
     try {

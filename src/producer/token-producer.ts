@@ -99,7 +99,7 @@ export class TokenProducer {
     };
     if (userId !== undefined) data.userId = userId;
     const jobId = randomUUID();
-    await this.withDeadline(async () => {
+    await this.withDeadline(jobId, async () => {
       await this.ready();
       await this.queue.add(EXCHANGE_JOB_NAME, data, { ...EXCHANGE_JOB_OPTIONS, jobId });
     });
@@ -120,11 +120,11 @@ export class TokenProducer {
     return this.pendingReady;
   }
 
-  private async withDeadline(work: () => Promise<void>): Promise<void> {
+  private async withDeadline(jobId: string, work: () => Promise<void>): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new TokexError('redis_unavailable', `enqueue did not finish within ${this.enqueueTimeoutMs} ms`)),
+        () => reject(new TokexError('redis_unavailable', `enqueue did not finish within ${this.enqueueTimeoutMs} ms (job ${jobId} may still be enqueued)`)),
         this.enqueueTimeoutMs,
       );
     });

@@ -68,10 +68,3 @@ export class TokexError extends Error {
 export function isTokexError(err: unknown, ...codes: TokexErrorCode[]): err is TokexError {
   return err instanceof TokexError && (codes.length === 0 || codes.includes(err.code));
 }
-
-/** Codes worth retrying later: the cause is outside the request itself. */
-export const TRANSIENT_CODES: ReadonlySet<TokexErrorCode> = new Set([
-  'iam_unavailable',
-  'iam_rate_limited',
-  'redis_unavailable',
-]);

@@ -93,8 +93,9 @@ export function classifyIamResponse(
   const error = typeof body.error === 'string' ? body.error : undefined;
   const description = typeof body.error_description === 'string' ? body.error_description : '';
   const opts = { status, iamError: error };
-  // Descriptions can echo input; keep them short and scrubbed of anything token-like.
-  const said = error ? ` (${error}${description ? `: ${description.slice(0, 120).replace(/eyJ\S+/g, '[token]')}` : ''})` : '';
+  // Descriptions can echo input: keep them short, and drop any word long enough to be a token.
+  const safeDescription = description.slice(0, 160).split(/\s+/).filter((w) => w.length <= 40).join(' ').slice(0, 120);
+  const said = error ? ` (${error.slice(0, 40)}${safeDescription ? `: ${safeDescription}` : ''})` : '';
 
   if (status >= 200 && status < 300) {
     const accessToken = body.access_token;

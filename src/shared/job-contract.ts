@@ -30,7 +30,7 @@ export const exchangeJobDataSchema = z.object({
   receivedAt: z.number().int().nonnegative(),
   /** After this (ms since epoch) the job fails with `subject_token_expired` without calling the IAM. */
   deadlineAt: z.number().int().nonnegative().optional(),
-});
+}).strict(); // an unknown field could hold a plaintext token: refuse the job (and scrub it) instead
 
 /** Data of an exchange job. */
 export type ExchangeJobData = z.infer<typeof exchangeJobDataSchema>;

@@ -68,6 +68,7 @@ export class TokexMetrics {
   readonly redisErrors: Counter<'source'>;
   private sources?: MetricsSources;
   private usersCache?: { atMs: number; counts: Map<string, number> };
+  private census?: Promise<void>;
   private readonly usersByStateCacheMs: number;
 
   constructor(options: TokexMetricsOptions = {}) {
@@ -195,12 +196,21 @@ export class TokexMetrics {
     if (this.usersCache && now - this.usersCache.atMs < this.usersByStateCacheMs) return this.usersCache.counts;
     if (!this.sources) return new Map();
     const { redis, keys } = this.sources;
-    const counts = await this.guard(async () => {
-      return new Map(Object.entries(await countUsersByState(redis, keys)));
-    }, undefined);
-    if (!counts) return this.usersCache?.counts ?? new Map();
-    this.usersCache = { atMs: now, counts };
-    return counts;
+    // Single flight: one census at a time, and it fills the cache when it ends even if the scrape
+    // that started it stopped waiting (a census is O(users); scrapes must not pile them up).
+    this.census ??= countUsersByState(redis, keys)
+      .then((counts) => {
+        this.usersCache = { atMs: Date.now(), counts: new Map(Object.entries(counts)) };
+      })
+      .catch(() => {
+        this.redisErrors.inc({ source: 'metrics' });
+      })
+      .finally(() => {
+        this.census = undefined;
+      });
+    const census = this.census;
+    await this.guard(() => census, undefined);
+    return this.usersCache?.counts ?? new Map();
   }
 
   /** A scrape must neither fail nor hang because Redis is down: count the error, report the fallback. */

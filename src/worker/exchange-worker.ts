@@ -36,6 +36,9 @@ export interface ExchangeWorkerOptions {
   shutdownTimeoutMs?: number;
 }
 
+/** The fields of exchange job data; anything else is removed from a refused job. */
+const CONTRACT_FIELDS = Object.keys(exchangeJobDataSchema.shape);
+
 /** Stall detection tuned for short-lived subject tokens: a crashed worker's jobs return within ~15 s. */
 const LOCK_DURATION_MS = 10_000;
 const STALLED_INTERVAL_MS = 5_000;
@@ -188,12 +191,18 @@ export class ExchangeWorker {
     return plaintext;
   }
 
-  /** Removes a plaintext subject token from a job's data in Redis. */
+  /**
+   * Rewrites a refused job's data in Redis down to the contract's fields, with a plaintext subject
+   * token replaced: whatever a foreign producer put there may be a bearer token.
+   */
   private async scrubPlaintext(job: Job<ExchangeJobData>): Promise<void> {
-    const token = (job.data as { subjectToken?: unknown } | undefined)?.subjectToken;
-    if (typeof token === 'string' && isEnvelopeString(token)) return;
-    if (token === undefined) return;
-    await job.updateData({ ...job.data, subjectToken: '[removed]' });
+    const data = (job.data ?? {}) as Record<string, unknown>;
+    const kept: Record<string, unknown> = {};
+    for (const field of CONTRACT_FIELDS) if (field in data) kept[field] = data[field];
+    const token = data.subjectToken;
+    if (token !== undefined && !(typeof token === 'string' && isEnvelopeString(token))) kept.subjectToken = '[removed]';
+    if (Object.keys(data).every((k) => k in kept) && kept.subjectToken === data.subjectToken) return;
+    await job.updateData(kept as ExchangeJobData);
   }
 
   /**

@@ -1,6 +1,7 @@
 import type { RunningRole } from '../broker.js';
 import type { BrokerContext } from '../shared/context.js';
 import { TokexError } from '../shared/errors.js';
+import { REFRESH_QUEUE } from '../shared/job-contract.js';
 import { ReauthWebhook } from './reauth-webhook.js';
 import { RefreshWorker } from './refresh-worker.js';
 
@@ -25,6 +26,7 @@ export async function startRefreshRole(ctx: BrokerContext): Promise<RunningRole>
     webhook = new ReauthWebhook({ redis: ctx.workerConnection.duplicate(), keys: store.keys, url: config.refresh.reauthWebhookUrl, logger });
     await webhook.start();
   }
+  ctx.metrics.watchWorker(REFRESH_QUEUE, worker.worker);
   worker.start();
   await worker.worker.waitUntilReady();
   return {
