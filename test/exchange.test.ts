@@ -225,10 +225,10 @@ describe('exchange, other IAM behaviours', () => {
     await first.broker.close();
     expect(first.logs.text()).toContain('active jobs did not finish in time; cancelling them');
     iam.faults.setLatencyMs(0);
-    const second = await startHarness({ iam, env: { TOKEX_PREFIX: first.prefix, TOKEN_ENCRYPTION_KEYS: `test:${first.config.keyRing.primary.key.toString('base64')}` } });
+    const second = await startHarness({ iam, prefix: first.prefix, env: { TOKEN_ENCRYPTION_KEYS: `test:${first.config.keyRing.primary.key.toString('base64')}` } });
     harnesses.push(second);
     await eventually(async () => (await second.store.status(BOB.sub))?.state === 'active', 20_000);
-    const queue = new Queue(EXCHANGE_QUEUE, { connection: { url: second.config.redisUrl }, prefix: first.prefix });
+    const queue = new Queue(EXCHANGE_QUEUE, { connection: { url: second.config.redisUrl }, prefix: second.prefix });
     await eventually(async () => (await queue.getJobState(jobId)) === 'completed');
     await queue.close();
   });

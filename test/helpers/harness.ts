@@ -41,6 +41,8 @@ export interface HarnessOptions {
   iam?: DevIam;
   /** Extra environment variables (override the defaults). */
   env?: Record<string, string>;
+  /** Key prefix, e.g. another harness's to share its data. @defaultValue a fresh unique prefix */
+  prefix?: string;
   /** Roles to start. @defaultValue ['worker'] */
   roles?: RoleName[];
 }
@@ -66,7 +68,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const ownIam = !options.iam;
   const iam = options.iam ?? (await startDevIam(options.iamOptions));
   // On a cluster every broker key must share one slot: the prefix carries a hash tag.
-  const prefix = options.env?.REDIS_CLUSTER === 'true' ? `{${uniquePrefix()}}` : uniquePrefix();
+  const prefix = options.prefix ?? (options.env?.REDIS_CLUSTER === 'true' ? `{${uniquePrefix()}}` : uniquePrefix());
   const config = loadConfig({ env: harnessEnv(iam, prefix, options.env), need: ['iam'] });
   const logs = captureLogger(config.logLevel);
   const broker = await startBroker(config, logs.logger, options.roles ?? ['worker']);
