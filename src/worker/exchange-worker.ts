@@ -59,6 +59,7 @@ export class ExchangeWorker {
     this.defaultDeadlineMs = (options.defaultDeadlineSeconds ?? 300) * 1000;
     // Used only to apply the IAM's Retry-After to the whole queue.
     this.queue = new Queue(EXCHANGE_QUEUE, { connection: options.connection, prefix: options.prefix });
+    this.queue.on('error', (err) => options.logger.debug({ err }, 'queue connection error'));
     this.worker = new Worker<ExchangeJobData, ExchangeJobResult>(
       EXCHANGE_QUEUE,
       (job, _token, signal) => this.process(job, signal),

@@ -77,6 +77,7 @@ export class RefreshWorker {
 
   constructor(private readonly options: RefreshWorkerOptions) {
     this.queue = new Queue(REFRESH_QUEUE, { connection: options.connection, prefix: options.prefix });
+    this.queue.on('error', (err) => options.logger.debug({ err }, 'queue connection error'));
     this.worker = new Worker<RefreshJobData, RefreshJobResult>(
       REFRESH_QUEUE,
       (job, _token, signal) => this.process(job, signal),

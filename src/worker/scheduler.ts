@@ -94,6 +94,9 @@ export class RefreshScheduler {
     const { connection, prefix } = options;
     this.tickQueue = new Queue(REFRESH_TICK_QUEUE, { connection, prefix });
     this.refreshQueue = new Queue(REFRESH_QUEUE, { connection, prefix });
+    for (const queue of [this.tickQueue, this.refreshQueue]) {
+      queue.on('error', (err) => options.logger.debug({ err }, 'queue connection error'));
+    }
     this.worker = new Worker(
       REFRESH_TICK_QUEUE,
       async () => {

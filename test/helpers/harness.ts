@@ -73,10 +73,13 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const logs = captureLogger(config.logLevel);
   const broker = await startBroker(config, logs.logger, options.roles ?? ['worker']);
   const producer = new TokenProducer({ redis: config.redis, prefix, keyRing: config.keyRing });
-  const redis = options.env?.REDIS_CLUSTER === 'true' ? createWorkerConnection(config.redis) : testRedis();
+  // Assertions and cleanup go to the harness's own Redis (a cluster, or a server a suite started).
+  const redis = options.env?.REDIS_URL || options.env?.REDIS_CLUSTER === 'true' ? createWorkerConnection(config.redis) : testRedis();
   const outcomes = new Map<string, JobOutcome>();
   const eventsConnection = createWorkerConnection(config.redis);
+  eventsConnection.on('error', () => {});
   const events = new QueueEvents(EXCHANGE_QUEUE, { connection: eventsConnection, prefix });
+  events.on('error', () => {});
   events.on('completed', ({ jobId, returnvalue }) => outcomes.set(jobId, { state: 'completed', returnvalue }));
   events.on('failed', ({ jobId, failedReason }) => outcomes.set(jobId, { state: 'failed', failedReason }));
   await events.waitUntilReady();
