@@ -73,6 +73,9 @@ export interface RefreshSchedulerOptions {
   shutdownTimeoutMs?: number;
 }
 
+/** Lock of a tick job; a tick takes milliseconds, so a dead holder is noticed within seconds. */
+const TICK_LOCK_MS = 5000;
+
 /**
  * The refresh scheduler: one BullMQ Job Scheduler (`upsertJobScheduler`, idempotent by id, so every
  * instance may upsert it at startup) fires a `tick` job every `tickMs` on the `refresh-tick` queue,
@@ -86,6 +89,7 @@ export class RefreshScheduler {
   readonly worker: Worker;
   private readonly tickMs: number;
   private readonly leaseMs: number;
+  private watchdog?: NodeJS.Timeout;
 
   constructor(private readonly options: RefreshSchedulerOptions) {
     this.tickMs = options.tickMs ?? 5000;
@@ -107,25 +111,42 @@ export class RefreshScheduler {
         if (result.claimed > 0) options.logger.debug({ claimed: result.claimed }, 'refresh tick enqueued due users');
         return result;
       },
-      { connection, prefix, concurrency: 1, autorun: false, removeOnComplete: { count: 0 }, removeOnFail: { count: 100 } },
+      {
+        connection, prefix, concurrency: 1, autorun: false, removeOnComplete: { count: 0 }, removeOnFail: { count: 100 },
+        // A tick is short: a tick job held by a killed process comes back quickly.
+        lockDuration: TICK_LOCK_MS, stalledInterval: TICK_LOCK_MS / 2,
+      },
     );
     this.worker.on('error', (err) => options.logger.error({ err }, 'refresh tick worker error'));
     this.worker.on('failed', (job, err) => options.logger.warn({ jobId: job?.id, reason: err.message }, 'refresh tick failed; the next one retries'));
   }
 
-  /** Upserts the Job Scheduler (idempotent) and starts this instance's tick worker. */
+  /**
+   * Upserts the Job Scheduler (idempotent) and starts this instance's tick worker. The upsert is
+   * repeated every few ticks: BullMQ schedules the next tick only after a worker took the current
+   * one, so a process killed in between would otherwise stop the ticks until stall detection.
+   */
   async start(): Promise<void> {
-    await this.tickQueue.upsertJobScheduler(
-      REFRESH_TICK_SCHEDULER_ID,
-      { every: this.tickMs },
-      { name: 'tick', data: {}, opts: { removeOnComplete: true, removeOnFail: 100 } },
-    );
+    await this.upsert();
+    this.watchdog = setInterval(() => {
+      this.upsert().catch((err: unknown) => this.options.logger.debug({ err }, 'could not re-upsert the refresh tick scheduler'));
+    }, Math.max(this.tickMs * 5, 2000));
+    this.watchdog.unref();
     void this.worker.run();
     await this.worker.waitUntilReady();
   }
 
+  private upsert(): Promise<unknown> {
+    return this.tickQueue.upsertJobScheduler(
+      REFRESH_TICK_SCHEDULER_ID,
+      { every: this.tickMs },
+      { name: 'tick', data: {}, opts: { removeOnComplete: true, removeOnFail: 100 } },
+    );
+  }
+
   /** Stops this instance's tick worker. The Job Scheduler stays: other instances keep ticking. */
   async close(): Promise<void> {
+    clearInterval(this.watchdog);
     await closeWorker(this.worker, this.options.shutdownTimeoutMs ?? 30_000, this.options.logger);
     await Promise.all([this.tickQueue.close(), this.refreshQueue.close()]);
   }
