@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { KeyRing } from '../src/shared/crypto.js';
 import type { TokenResponse } from '../src/shared/iam-outcome.js';
+import { createFastFailConnection } from '../src/shared/redis.js';
 import { TokenStore } from '../src/shared/token-store.js';
 import { epochSeconds, fakeJwt } from './helpers/jwt.js';
 import { cleanupPrefix, testRedis, uniquePrefix } from './helpers/redis.js';
@@ -81,5 +82,20 @@ describe('TokenStore', () => {
     expect(await store.get('u7')).toBeNull();
     expect(await store.status('u7')).toMatchObject({ state: 'reauth_required', reason: 'invalid_grant', refreshable: false, dueAtMs: null });
     await expect(store.end('nobody', 'revoked', 'x')).rejects.toMatchObject({ code: 'not_found' });
+  });
+});
+
+describe('Redis failures', () => {
+  it('tells a refused command (a bug, not worth retrying) from Redis being away', async () => {
+    await redis.set(`${prefix}:due`, 'not a sorted set');
+    try {
+      await expect(store.save({ userId: 'u9', tokens: tokens(), issuedAtMs: Date.now() })).rejects.toMatchObject({ code: 'redis_rejected' });
+    } finally {
+      await redis.del(`${prefix}:due`);
+    }
+    const away = new TokenStore({ redis: createFastFailConnection('redis://127.0.0.1:1'), prefix, keyRing });
+    away.redis.on('error', () => {});
+    await expect(away.status('u1')).rejects.toMatchObject({ code: 'redis_unavailable' });
+    away.redis.disconnect();
   });
 });

@@ -15,6 +15,7 @@ export type TokexErrorCode =
   // Configuration and infrastructure.
   | 'config_invalid'
   | 'redis_unavailable'
+  | 'redis_rejected'
   | 'decrypt_failed'
   // IAM outcomes (see classifyIamResponse).
   | 'iam_unavailable'

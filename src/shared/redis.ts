@@ -97,8 +97,19 @@ export async function waitUntilReady(redis: RedisClient, timeoutMs: number): Pro
   });
 }
 
-/** Wraps an ioredis failure as `redis_unavailable` (messages from ioredis never contain values). */
+/** Redis replies that mean "not now" (a failover, a load, a busy script, a full Redis under noeviction): worth retrying. */
+const TRANSIENT_REPLY = /^(LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|READONLY|MASTERDOWN|NOREPLICAS|MOVED|ASK|OOM)\b/;
+
+/**
+ * Wraps an ioredis failure: connection problems and transient replies become `redis_unavailable`
+ * (retried); any other error reply (a script bug, a wrong key type) becomes `redis_rejected`, which
+ * retrying would not fix. ioredis messages never contain values.
+ */
 export function asRedisError(err: unknown): TokexError {
   if (err instanceof TokexError) return err;
-  return new TokexError('redis_unavailable', `Redis command failed: ${(err as Error)?.message ?? String(err)}`);
+  const message = (err as Error)?.message ?? String(err);
+  if ((err as Error)?.name === 'ReplyError' && !TRANSIENT_REPLY.test(message)) {
+    return new TokexError('redis_rejected', `Redis refused the command: ${message.slice(0, 200)}`);
+  }
+  return new TokexError('redis_unavailable', `Redis command failed: ${message.slice(0, 200)}`);
 }

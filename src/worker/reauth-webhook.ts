@@ -34,6 +34,9 @@ export interface ReauthWebhookOptions {
   timeoutMs?: number;
 }
 
+/** Idle time after which a webhook consumer with nothing pending is removed from the group. */
+const CONSUMER_IDLE_PRUNE_MS = 60 * 60_000;
+
 /**
  * Calls REAUTH_WEBHOOK_URL for every `reauth_required` event. It reads the events stream through a
  * consumer group, so an event recorded by any process (a refresh worker or a reader refreshing on
@@ -58,8 +61,25 @@ export class ReauthWebhook {
     } catch (err) {
       if (!String((err as Error).message).includes('BUSYGROUP')) throw err;
     }
+    await this.pruneConsumers().catch((err: unknown) => this.options.logger.debug({ err }, 'could not prune idle webhook consumers'));
     this.running = true;
     this.loop = this.run();
+  }
+
+  /**
+   * Every process start adds a consumer name to the group: remove those of earlier processes that
+   * hold no pending event and have been idle for an hour, so the group does not grow forever.
+   */
+  private async pruneConsumers(): Promise<void> {
+    const { redis, keys } = this.options;
+    const consumers = (await redis.xinfo('CONSUMERS', keys.events, REAUTH_WEBHOOK_GROUP)) as unknown[][];
+    for (const fields of consumers) {
+      const info: Record<string, unknown> = {};
+      for (let i = 0; i + 1 < fields.length; i += 2) info[String(fields[i])] = fields[i + 1];
+      if (info.name !== this.consumer && Number(info.pending) === 0 && Number(info.idle) > CONSUMER_IDLE_PRUNE_MS) {
+        await redis.xgroup('DELCONSUMER', keys.events, REAUTH_WEBHOOK_GROUP, String(info.name));
+      }
+    }
   }
 
   /** Stops delivering; an event being delivered stays pending for another process. */

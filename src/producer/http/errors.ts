@@ -36,6 +36,7 @@ export const STATUS_BY_CODE: Readonly<Partial<Record<ApiErrorCode, number>>> = {
   unsupported_media_type: 415,
   client_misconfigured: 502,
   redis_unavailable: 503,
+  redis_rejected: 500,
   iam_unavailable: 503,
   iam_rate_limited: 503,
   internal_error: 500,

@@ -145,8 +145,28 @@ function describe(job: Job<{ userId?: string }, ExchangeJobResult>, bullState: s
  * `timeoutMs` and by server shutdown, then reads its state again.
  */
 async function waitForJob(deps: HttpApiDeps, jobId: string, timeoutMs: number): Promise<ExchangeStatusBody | null> {
+  // Every waiter holds listeners on the shared QueueEvents: past the cap, answer with the current state.
+  if (waiters >= MAX_WAITERS) return readStatus(deps, jobId);
   const job = await guardRedis(() => Job.fromId<{ userId?: string }, ExchangeJobResult>(deps.exchangeQueue, jobId));
   if (!job) return null;
+  waiters += 1;
+  try {
+    return await waitForFinish(deps, job, jobId, timeoutMs);
+  } finally {
+    waiters -= 1;
+  }
+}
+
+/** Long-polls (`?wait=`) in flight in this process, and their cap. */
+let waiters = 0;
+const MAX_WAITERS = 1000;
+
+async function waitForFinish(
+  deps: HttpApiDeps,
+  job: Job<{ userId?: string }, ExchangeJobResult>,
+  jobId: string,
+  timeoutMs: number,
+): Promise<ExchangeStatusBody | null> {
   let result: ExchangeJobResult | undefined;
   const finished = job.waitUntilFinished(deps.exchangeEvents, timeoutMs).then(
     (value: ExchangeJobResult) => {
