@@ -69,7 +69,12 @@ describe('rotation safety', () => {
     await makeDue(sub);
     await expect(store.refresher!.ensure(sub, { kind: 'due' })).rejects.toMatchObject({ code: 'iam_unavailable' });
     expect(await h.redis.hget(`${h.prefix}:meta:${sub}`, 'refreshingBy')).toBeNull();
-    // A timeout leaves the fence: the IAM may have rotated the token.
+    // A 502 may come from a gateway after the IAM rotated: the fence stays.
+    iam.faults.failNext(1, 502);
+    await expect(store.refresher!.ensure(sub, { kind: 'due' })).rejects.toMatchObject({ code: 'iam_unavailable' });
+    expect(await h.redis.hget(`${h.prefix}:meta:${sub}`, 'refreshingBy')).not.toBeNull();
+    await h.redis.hdel(`${h.prefix}:meta:${sub}`, 'refreshingBy', 'refreshingAtMs'); // as if it went stale
+    // A timeout leaves the fence too.
     iam.faults.setLatencyMs(600);
     const calls = iam.stats.refresh;
     try {

@@ -50,6 +50,12 @@ export interface UserRefresherOptions {
 
 /** Default of {@link UserRefresherOptions.writeRetryMs}. */
 const WRITE_RETRY_MS = 4 * 60_000;
+/**
+ * IAM answers after which the refresh token is known to be unused (the request was refused before
+ * any rotation): 400 other than invalid_grant, 401, 403, 429, 503.
+ */
+const TOKEN_UNUSED_STATUSES = new Set([400, 401, 403, 429, 503]);
+
 /** How many times one call may go around (lock lost, set changed) before giving up. */
 const MAX_PASSES = 5;
 
@@ -64,8 +70,8 @@ const MAX_PASSES = 5;
  */
 export class UserRefresher {
   private readonly pending = new Map<string, Promise<RefreshResult>>();
-  /** Writes of tokens the IAM already issued, still retrying: shutdown waits for them. */
-  private readonly writes = new Set<Promise<unknown>>();
+  /** Refreshes past their in-flight mark (IAM call and write): shutdown waits for them. */
+  private readonly flights = new Set<Promise<unknown>>();
   private readonly writeRetryMs: number;
 
   constructor(private readonly options: UserRefresherOptions) {
@@ -85,9 +91,22 @@ export class UserRefresher {
     return this.options.locks.options.ttlMs + this.writeRetryMs + 30_000;
   }
 
-  /** Resolves when every refreshed set this process holds in memory has been written (or given up). */
-  async drain(): Promise<void> {
-    while (this.writes.size > 0) await Promise.allSettled([...this.writes]);
+  /**
+   * Resolves when every refresh past its mark has stored its answer (or given up), or after
+   * `timeoutMs`: a process must not exit holding the only valid refresh token of a user.
+   */
+  async drain(timeoutMs = this.writeRetryMs + 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.flights.size > 0 && Date.now() < deadline) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled([...this.flights]),
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+        }),
+      ]);
+      clearTimeout(timer);
+    }
   }
 
   /** Makes sure the user's set meets `need`, refreshing it at most once across all processes. */
@@ -177,7 +196,7 @@ export class UserRefresher {
    * IAM may have performed is never cut off, or its new refresh token would be lost.
    */
   private async refreshLocked(userId: string, set: StoredTokenSet, used: Set<string>, signal?: AbortSignal): Promise<RefreshResult | null> {
-    const { store, iam } = this.options;
+    const { store } = this.options;
     const log = this.options.logger.child({ userId });
     if (signal?.aborted) throw new TokexError('aborted', 'refresh cancelled before the IAM call');
     const owner = randomBytes(12).toString('base64url');
@@ -188,13 +207,24 @@ export class UserRefresher {
     }
     const refreshToken = set.refreshToken as string;
     used.add(refreshToken);
+    // From the mark on, shutdown waits for this refresh: its answer may hold the only valid token.
+    const flight = this.callAndStore(userId, set, refreshToken, owner, log);
+    this.flights.add(flight);
+    void flight.then(() => this.flights.delete(flight), () => this.flights.delete(flight));
+    return flight;
+  }
+
+  /** The IAM call and the write of its answer, after the in-flight mark. */
+  private async callAndStore(userId: string, set: StoredTokenSet, refreshToken: string, owner: string, log: Logger): Promise<RefreshResult | null> {
+    const { store, iam } = this.options;
     let tokens: TokenResponse;
     try {
       tokens = await iam.refresh(refreshToken);
     } catch (err) {
-      // An HTTP answer means the IAM did not use up the token (except invalid_grant, handled below);
-      // after a network error or timeout it may have: then the mark stays and fences the token.
-      if (isTokexError(err) && err.status !== undefined && err.code !== 'refresh_token_invalid') {
+      // Only answers that mean "not processed" free the token; after a network error, a timeout, a
+      // 2xx without tokens or a 5xx a gateway may send after the IAM rotated, the mark stays and
+      // fences the token until it is stale.
+      if (isTokexError(err) && err.status !== undefined && TOKEN_UNUSED_STATUSES.has(err.status) && err.code !== 'refresh_token_invalid') {
         await store.unmarkRefreshing(userId, owner).catch((e: unknown) => log.warn({ err: e }, 'could not clear the in-flight mark'));
       }
       if (!isTokexError(err, 'refresh_token_invalid')) throw err;
@@ -211,19 +241,16 @@ export class UserRefresher {
       log.warn({ reason }, 'IAM rejected the refresh token; the user must log in again');
       return { outcome: 'reauth_required', set: null, status: await store.status(userId), reason };
     }
-    // Never earlier than the stored set, whatever this host's clock says.
-    const issuedAtMs = Math.max(Date.now(), set.status.issuedAtMs + 1);
+    // This host's clock, for the expiries: the versioned write needs no ordering by time.
+    const issuedAtMs = Date.now();
     const carried = carryRefreshToken(tokens, set, issuedAtMs);
     const claims = accessClaimsOf(tokens);
     const username = typeof claims?.preferred_username === 'string' ? claims.preferred_username : set.status.username;
-    const write = retryRedisWrite(
-      () => store.save({ userId, tokens: carried, issuedAtMs, username, expectedVersion: set.status.version, event: 'refreshed' }),
-      { logger: log, what: `refreshed tokens of ${userId}`, maxWaitMs: this.writeRetryMs },
-    );
-    this.writes.add(write);
-    void write.then(() => this.writes.delete(write), () => this.writes.delete(write));
     try {
-      const { status } = await write;
+      const { status } = await retryRedisWrite(
+        () => store.save({ userId, tokens: carried, issuedAtMs, username, expectedVersion: set.status.version, event: 'refreshed' }),
+        { logger: log, what: `refreshed tokens of ${userId}`, maxWaitMs: this.writeRetryMs },
+      );
       log.debug({ version: status.version, accessExpiresAtMs: status.accessExpiresAtMs, dueAtMs: status.dueAtMs }, 'tokens refreshed');
       return {
         outcome: 'refreshed',
