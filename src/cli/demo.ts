@@ -6,7 +6,7 @@ import { loadConfig, readEnvironment } from '../shared/config.js';
 import { KeyRing } from '../shared/crypto.js';
 import { TokexError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
-import { createFastFailConnection, waitUntilReady } from '../shared/redis.js';
+import { createFastFailConnection, nodeForKey, waitUntilReady, type RedisClient } from '../shared/redis.js';
 import type { TokenStore } from '../shared/token-store.js';
 
 const say = (line = '') => process.stdout.write(`${line}\n`);
@@ -21,7 +21,8 @@ export const command: Command = {
   usage: 'tokex demo   (env: REDIS_URL, default redis://127.0.0.1:6379; TOKEN_ENCRYPTION_KEYS optional here)',
   async run() {
     const env: Record<string, string | undefined> = { ...readEnvironment(), TOKEX_PREFIX: 'tokex-demo' };
-    if (!env.TOKEN_ENCRYPTION_KEYS) {
+    const throwAwayKey = !env.TOKEN_ENCRYPTION_KEYS;
+    if (throwAwayKey) {
       env.TOKEN_ENCRYPTION_KEYS = KeyRing.generateSpec('demo');
       say('No TOKEN_ENCRYPTION_KEYS set: using a throw-away key for this demo (run `tokex keygen` for a real one).');
     }
@@ -54,9 +55,11 @@ export const command: Command = {
       say(`Exchanged and stored in ${Date.now() - started} ms. Stored metadata for user ${userId}:`);
       say(JSON.stringify(status, null, 2));
       say(`\nTokens are in Redis under ${config.prefix}:tok:${userId} (AES-256-GCM) with metadata in ${config.prefix}:meta:${userId}.`);
+      if (throwAwayKey) say(`They were encrypted with the throw-away key, so the demo deletes every ${config.prefix}:* key now.`);
       return 0;
     } finally {
       await producer.close();
+      if (throwAwayKey) await deleteUnder(broker.context.clientConnection, config.prefix).catch(() => undefined);
       await broker.close();
       await iam.close();
     }
@@ -74,6 +77,17 @@ async function checkRedis(url: string): Promise<void> {
   } finally {
     redis.disconnect();
   }
+}
+
+/** Deletes every key under the demo's prefix (its data is unreadable without the throw-away key). */
+async function deleteUnder(redis: RedisClient, prefix: string): Promise<void> {
+  const node = await nodeForKey(redis, `${prefix}:x`);
+  let cursor = '0';
+  do {
+    const [next, keys] = await node.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
+    cursor = next;
+    if (keys.length > 0) await node.del(...keys);
+  } while (cursor !== '0');
 }
 
 async function passwordLogin(tokenUrl: string, username: string, password: string): Promise<string> {
