@@ -8,6 +8,7 @@ import { TokexError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
 import { createFastFailConnection, nodeForKey, waitUntilReady, type RedisClient } from '../shared/redis.js';
 import type { TokenStore } from '../shared/token-store.js';
+import { sleep } from '../shared/timing.js';
 
 const say = (line = '') => process.stdout.write(`${line}\n`);
 
@@ -106,7 +107,7 @@ async function waitForStored(store: TokenStore, username: string, timeoutMs: num
   while (Date.now() < deadline) {
     const userId = await store.userIdForUsername(username);
     if (userId && (await store.status(userId))?.state === 'active') return userId;
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await sleep(100);
   }
   throw new TokexError('iam_unavailable', `the exchange did not finish within ${timeoutMs} ms; run with LOG_LEVEL=debug to see why`);
 }

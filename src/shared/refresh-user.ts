@@ -6,6 +6,7 @@ import { accessClaimsOf, type TokenResponse } from './iam-outcome.js';
 import { retryRedisWrite } from './retry-write.js';
 import type { StoredTokenSet, TokenStatus, TokenStore } from './token-store.js';
 import type { UserLock } from './user-lock.js';
+import { withinMs } from './timing.js';
 
 /**
  * What a caller needs from a user's token set:
@@ -98,14 +99,7 @@ export class UserRefresher {
   async drain(timeoutMs = this.writeRetryMs + 30_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (this.flights.size > 0 && Date.now() < deadline) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        Promise.allSettled([...this.flights]),
-        new Promise((resolve) => {
-          timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
-        }),
-      ]);
-      clearTimeout(timer);
+      await withinMs(Promise.allSettled([...this.flights]), Math.max(0, deadline - Date.now()));
     }
   }
 

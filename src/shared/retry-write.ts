@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { isTokexError } from './errors.js';
+import { sleep } from './timing.js';
 
 /** Options of {@link retryRedisWrite}. */
 export interface RetryWriteOptions {
@@ -25,7 +26,7 @@ export async function retryRedisWrite<T>(write: () => Promise<T>, options: Retry
       if (!isTokexError(err, 'redis_unavailable') || Date.now() - startedMs > maxWaitMs) throw err;
       const delayMs = Math.min(2000, 50 * 2 ** attempt);
       options.logger.warn({ err, attempt, delayMs }, `Redis write of ${options.what} failed; retrying with the tokens held in memory`);
-      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      await sleep(delayMs);
     }
   }
 }

@@ -4,6 +4,7 @@ import { TokexError } from './errors.js';
 import type { KeyLayout } from './keys.js';
 import { asRedisError } from './redis.js';
 import { scripts } from './scripts.js';
+import { sleep } from './timing.js';
 
 /** Settings of the per-user refresh lock. */
 export interface UserLockOptions {
@@ -111,8 +112,4 @@ export class UserLock {
       await sleep(this.settings.pollMs * (0.5 + Math.random()));
     }
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

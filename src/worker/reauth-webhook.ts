@@ -3,6 +3,7 @@ import axios, { type AxiosInstance } from 'axios';
 import type { RedisClient } from '../shared/redis.js';
 import type { Logger } from 'pino';
 import type { KeyLayout } from '../shared/keys.js';
+import { sleep } from '../shared/timing.js';
 
 /** Consumer group of the webhook on the events stream: each event is delivered by one broker process. */
 export const REAUTH_WEBHOOK_GROUP = 'reauth-webhook';
@@ -153,8 +154,4 @@ function toRecord(fields: string[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (let i = 0; i < fields.length; i += 2) out[fields[i]] = fields[i + 1];
   return out;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -1,5 +1,6 @@
 import type { Worker } from 'bullmq';
 import type { Logger } from 'pino';
+import { withinMs } from '../shared/timing.js';
 
 /**
  * Closes a BullMQ worker, waiting at most `timeoutMs` for active jobs; then cancels them through
@@ -8,30 +9,18 @@ import type { Logger } from 'pino';
  */
 export async function closeWorker(worker: Worker, timeoutMs: number, logger: Logger): Promise<void> {
   const closing = worker.close().then(() => 'closed' as const);
-  if ((await raceTimeout(closing, timeoutMs)) === 'closed') return;
+  if ((await withinMs(closing, timeoutMs)) === 'closed') return;
   logger.warn({ queue: worker.name, timeoutMs }, 'active jobs did not finish in time; cancelling them');
   worker.cancelAllJobs('shutdown');
   // Cancelled processors fail fast and BullMQ records the retry; only a processor that ignores
   // its signal is left behind (its job comes back through stall detection).
-  if ((await raceTimeout(closing, CANCEL_GRACE_MS)) === 'closed') return;
+  if ((await withinMs(closing, CANCEL_GRACE_MS)) === 'closed') return;
   logger.warn({ queue: worker.name }, 'cancelled jobs did not stop; forcing the worker closed');
   await worker.close(true);
 }
 
 /** How long cancelled jobs get to record their retry before the worker is forced closed. */
 const CANCEL_GRACE_MS = 5000;
-
-async function raceTimeout<T>(promise: Promise<T>, timeoutMs: number): Promise<T | 'timeout'> {
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<'timeout'>((resolve) => {
-    timer = setTimeout(() => resolve('timeout'), timeoutMs);
-  });
-  try {
-    return await Promise.race([promise, timedOut]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Runs `stop` once on the first SIGTERM or SIGINT; a second signal exits at once. */
 export function onShutdownSignal(stop: (signal: string) => Promise<void>, logger: Logger): void {

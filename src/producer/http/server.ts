@@ -12,6 +12,7 @@ import { errorBodySchema, handleError, sendError } from './errors.js';
 import { registerExchangeRoutes } from './routes/exchanges.js';
 import { registerOpsRoutes } from './routes/ops.js';
 import { registerUserRoutes } from './routes/users.js';
+import { withinMs } from '../../shared/timing.js';
 
 /** Largest request body accepted, in bytes (a 16 KiB subject token plus room for JSON). */
 export const BODY_LIMIT_BYTES = 32 * 1024;
@@ -155,21 +156,10 @@ export async function buildHttpApi(ctx: BrokerContext, options: HttpApiOptions =
       startClosing();
       await app.close();
       // BullMQ's close waits for a connection that may never come while Redis is down: bound it.
-      await settleWithin([exchangeEvents.close(), exchangeQueue.close(), refreshQueue.close(), producer.close()], CLOSE_TIMEOUT_MS);
+      await withinMs(Promise.allSettled([exchangeEvents.close(), exchangeQueue.close(), refreshQueue.close(), producer.close()]), CLOSE_TIMEOUT_MS);
       eventsConnection.disconnect();
       enqueueConnection.disconnect();
       if (listening) logger.info('HTTP API stopped');
     },
   };
-}
-
-async function settleWithin(promises: Promise<unknown>[], timeoutMs: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    Promise.allSettled(promises),
-    new Promise((resolve) => {
-      timer = setTimeout(resolve, timeoutMs);
-    }),
-  ]);
-  clearTimeout(timer);
 }

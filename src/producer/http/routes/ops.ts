@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { HttpApiDeps } from '../server.js';
+import { TIMED_OUT, withinMs } from '../../../shared/timing.js';
 
 /** How long readiness waits for Redis before saying no. */
 const READY_TIMEOUT_MS = 1000;
@@ -23,7 +24,7 @@ export function registerOpsRoutes(app: FastifyInstance, deps: HttpApiDeps): void
     const checks: Record<string, string> = {};
     const run = async (name: string, check: () => Promise<unknown>) => {
       try {
-        await withTimeout(check(), READY_TIMEOUT_MS);
+        if ((await withinMs(check(), READY_TIMEOUT_MS)) === TIMED_OUT) throw new Error(`no answer within ${READY_TIMEOUT_MS} ms`);
         checks[name] = 'ok';
       } catch (err) {
         checks[name] = (err as Error).message.slice(0, 200);
@@ -57,12 +58,3 @@ const readyBody = {
   },
 } as const;
 
-function withTimeout<T>(promise: Promise<T>, timeoutMs: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
