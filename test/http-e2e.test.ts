@@ -69,8 +69,7 @@ describe('end to end through HTTP: dev IAM, worker, producer role', () => {
     const { jobId } = (await (await h.call('/v1/exchanges', { method: 'POST', json: { subjectToken: forged } })).json()) as { jobId: string };
     const res = await h.call(`/v1/exchanges/${jobId}?wait=5`);
     const body = (await res.json()) as { state: string; error?: string; message?: string };
-    expect(body.state).toBe('failed');
-    expect(body.error).toBe('subject_token_invalid');
+    expect(body).toMatchObject({ state: 'failed', error: 'subject_token_invalid' });
     expect(body.message).not.toContain(forged);
   });
 

@@ -2,36 +2,40 @@
  * Every failure the broker reports carries a machine-readable `code` from this closed union,
  * so callers `switch (err.code)` instead of parsing messages. Messages never contain a token.
  */
-export type TokexErrorCode =
+export const TOKEX_ERROR_CODES = [
   // Bad input from a producer or a job: permanent, nothing changed.
-  | 'invalid_input'
-  | 'subject_token_missing'
-  | 'subject_token_too_large'
-  | 'subject_token_malformed'
-  | 'subject_token_expired'
-  | 'user_id_invalid'
-  | 'plaintext_job_refused'
-  | 'job_data_invalid'
+  'invalid_input',
+  'subject_token_missing',
+  'subject_token_too_large',
+  'subject_token_malformed',
+  'subject_token_expired',
+  'user_id_invalid',
+  'plaintext_job_refused',
+  'job_data_invalid',
   // Configuration and infrastructure.
-  | 'config_invalid'
-  | 'redis_unavailable'
-  | 'redis_rejected'
-  | 'decrypt_failed'
+  'config_invalid',
+  'redis_unavailable',
+  'redis_rejected',
+  'decrypt_failed',
   // IAM outcomes (see classifyIamResponse).
-  | 'iam_unavailable'
-  | 'iam_rate_limited'
-  | 'subject_token_invalid'
-  | 'client_misconfigured'
-  | 'refresh_token_invalid'
-  | 'aborted'
+  'iam_unavailable',
+  'iam_rate_limited',
+  'subject_token_invalid',
+  'client_misconfigured',
+  'refresh_token_invalid',
+  'aborted',
   // Token store and readers.
-  | 'user_mismatch'
-  | 'not_found'
-  | 'reauth_required'
-  | 'stale_write'
-  | 'revoked_meanwhile'
-  | 'refresh_in_flight'
-  | 'lock_timeout';
+  'user_mismatch',
+  'not_found',
+  'reauth_required',
+  'stale_write',
+  'revoked_meanwhile',
+  'refresh_in_flight',
+  'lock_timeout',
+] as const;
+
+/** One of {@link TOKEX_ERROR_CODES}. */
+export type TokexErrorCode = (typeof TOKEX_ERROR_CODES)[number];
 
 /** Options for {@link TokexError}. */
 export interface TokexErrorOptions {

@@ -2,7 +2,7 @@ import type { Job, Queue } from 'bullmq';
 import type { RedisClient } from './redis.js';
 import { countUsersByState } from './token-store.js';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { TokexErrorCode } from './errors.js';
+import { TOKEX_ERROR_CODES } from './errors.js';
 import type { KeyLayout } from './keys.js';
 
 /**
@@ -12,13 +12,7 @@ import type { KeyLayout } from './keys.js';
  */
 
 /** Every reason code a failed job can carry; anything else is counted as `unknown` (bounded label set). */
-const REASON_CODES: ReadonlySet<string> = new Set<TokexErrorCode | string>([
-  'invalid_input', 'subject_token_missing', 'subject_token_too_large', 'subject_token_malformed',
-  'subject_token_expired', 'user_id_invalid', 'plaintext_job_refused', 'job_data_invalid', 'config_invalid',
-  'redis_unavailable', 'decrypt_failed', 'iam_unavailable', 'iam_rate_limited', 'subject_token_invalid',
-  'client_misconfigured', 'refresh_token_invalid', 'aborted', 'user_mismatch', 'not_found', 'reauth_required',
-  'stale_write', 'lock_timeout',
-]);
+const REASON_CODES: ReadonlySet<string> = new Set<string>(TOKEX_ERROR_CODES);
 
 /** Longest a scrape waits for one Redis read. */
 const SCRAPE_READ_TIMEOUT_MS = 1000;

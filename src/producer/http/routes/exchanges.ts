@@ -121,10 +121,13 @@ export function registerExchangeRoutes(app: FastifyInstance, deps: HttpApiDeps):
 
 /** The job's state as clients see it, or null when the job does not exist. */
 async function readStatus(deps: HttpApiDeps, jobId: string): Promise<ExchangeStatusBody | null> {
+  // State first, then the job hash: a job only moves forward, so a hash read after a finished
+  // state holds that state's fields (failedReason, returnvalue). The other order can pair a
+  // 'failed' state with the hash of the still-active job.
+  const bullState = await guardRedis(() => deps.exchangeQueue.getJobState(jobId));
+  if (bullState === 'unknown') return null;
   const job = await guardRedis(() => Job.fromId<{ userId?: string }, ExchangeJobResult>(deps.exchangeQueue, jobId));
   if (!job) return null;
-  const bullState = await guardRedis(() => job.getState());
-  if (bullState === 'unknown') return null;
   return describe(job, bullState);
 }
 
