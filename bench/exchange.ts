@@ -117,7 +117,7 @@ function brokerRunner(prefix: string, tokenUrl: string): Runner {
 }
 
 /** Pre-enqueues N jobs, then starts the worker and times the drain. */
-async function drain(make: () => Runner): Promise<{ name: string; perSecond: number }> {
+async function drain(make: () => Runner): Promise<{ name: string; perSecond: number; cpuUsPerJob: number }> {
   const runner = make();
   const tokens = Array.from({ length: N }, (_, i) => subjectToken(i));
   for (let i = 0; i < N; i += 500) await Promise.all(tokens.slice(i, i + 500).map((t) => runner.enqueue(t)));
@@ -125,14 +125,16 @@ async function drain(make: () => Runner): Promise<{ name: string; perSecond: num
   let done!: () => void;
   const finished = new Promise<void>((resolve) => (done = resolve));
   const started = performance.now();
+  const cpu = process.cpuUsage();
   await runner.start(() => {
     stored += 1;
     if (stored === N) done();
   });
   await finished;
   const seconds = (performance.now() - started) / 1000;
+  const used = process.cpuUsage(cpu);
   await runner.stop();
-  return { name: runner.name, perSecond: N / seconds };
+  return { name: runner.name, perSecond: N / seconds, cpuUsPerJob: (used.user + used.system) / N };
 }
 
 /** Starts the worker, then enqueues at a fixed rate and records receipt-to-stored latency. */
@@ -180,7 +182,7 @@ async function main(): Promise<void> {
       for (const make of runners) {
         const r = await drain(make);
         best.set(r.name, Math.max(best.get(r.name) ?? 0, r.perSecond));
-        process.stdout.write(`round ${round} ${r.name.padEnd(15)} ${r.perSecond.toFixed(0)} exchanges/s\n`);
+        process.stdout.write(`round ${round} ${r.name.padEnd(15)} ${r.perSecond.toFixed(0)} exchanges/s, ${r.cpuUsPerJob.toFixed(0)} µs of worker-process CPU per job\n`);
         await cleanupPrefix(redis, prefix);
       }
     }

@@ -4,7 +4,7 @@
  *
  * Runs against a dedicated, throw-away redis-server on 127.0.0.1:6390 (`--save "" --appendonly no`),
  * started and stopped here, so the shared Redis is never bloated. For each size:
- *   1. seeds N users through the real `TokenStore.save` (the same Lua script, encryption, DEFLATE and
+ *   1. seeds N users through the real `TokenStore.save` (the same Lua script, encryption, token-set layout and
  *      metadata as production; many saves in flight so ioredis pipelines them), each with a synthetic
  *      but realistic token set: an RS256-shaped access JWT of ~1.3 KB and an HS512-shaped offline
  *      refresh JWT of ~0.8 KB, per-user claims and random signatures (not compressible junk), access

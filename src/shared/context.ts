@@ -54,7 +54,7 @@ export function createContext(config: TokexConfig, logger: Logger): BrokerContex
     async close() {
       // Refreshed tokens still being written may be the only valid ones: finish them first.
       await store.drain();
-      await Promise.allSettled([workerConnection.quit(), clientConnection.quit()]);
+      await Promise.allSettled([workerConnection.quit(), clientConnection.quit(), iam?.close()]);
     },
   };
 }

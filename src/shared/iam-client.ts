@@ -1,8 +1,7 @@
-import http from 'node:http';
-import https from 'node:https';
 import axios, { type AxiosInstance } from 'axios';
 import { TokexError } from './errors.js';
 import { classifyIamResponse, type IamCall, type TokenResponse } from './iam-outcome.js';
+import { createIamTransport, type IamTransport } from './iam-transport.js';
 
 /** RFC 8693 grant type. */
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -32,24 +31,29 @@ export interface IamClientOptions {
 
 /**
  * The broker's HTTP client for the IAM: token exchange, refresh and revocation as a confidential
- * client, over keep-alive connections. Axios never throws on an HTTP status here (every answer goes
- * through {@link classifyIamResponse}), and network errors are rewrapped so the request body that
- * axios keeps in `error.config` can never reach a log or a failure reason.
+ * client, with axios over a keep-alive undici pool ({@link createIamTransport}). Axios never throws
+ * on an HTTP status here (every answer goes through {@link classifyIamResponse}), and network errors
+ * are rewrapped so the request body that axios keeps in `error.config` can never reach a log or a
+ * failure reason.
  */
 export class IamClient {
   private readonly http: AxiosInstance;
+  private readonly transport: IamTransport;
 
   constructor(private readonly options: IamClientOptions) {
+    this.transport = createIamTransport();
     this.http = axios.create({
+      adapter: this.transport.adapter,
       timeout: options.timeoutMs ?? 10_000,
-      httpAgent: new http.Agent({ keepAlive: true, maxSockets: 256 }),
-      httpsAgent: new https.Agent({ keepAlive: true, maxSockets: 256 }),
       validateStatus: () => true,
       maxRedirects: 0,
-      // The IAM is called directly: no per-request proxy lookup in the environment.
-      proxy: false,
       headers: { Accept: 'application/json' },
     });
+  }
+
+  /** Closes the pooled connections to the IAM. */
+  close(): Promise<void> {
+    return this.transport.close();
   }
 
   /** Exchanges a user's subject token (RFC 8693) for the client's own access and refresh tokens. */

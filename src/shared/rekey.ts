@@ -123,7 +123,7 @@ async function rekeyTokenSet(redis: RedisClient, keyRing: KeyRing, tokensKey: st
   try {
     if (envelopeKeyId(envelope) === keyRing.primary.id) return 'skipped';
     const aad = tokenSetAad(userId);
-    // The plaintext stays DEFLATE'd: re-sealing the same bytes keeps the stored format.
+    // The plaintext bytes are re-sealed as they are: the stored format does not change.
     fresh = keyRing.seal(keyRing.open(envelope, aad), aad);
   } catch (err) {
     if (isTokexError(err, 'decrypt_failed')) return 'failed';

@@ -1,4 +1,3 @@
-import { constants as zlibConstants, deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { Logger } from 'pino';
 import { tokenSetAad, type KeyRing } from './crypto.js';
 import { TokexError } from './errors.js';
@@ -9,6 +8,7 @@ import { createLogger } from './logger.js';
 import { asRedisError, nodeForKey, type RedisClient } from './redis.js';
 import { computeDueAtMs, DEFAULT_REFRESH_POLICY, type RefreshPolicy } from './refresh-policy.js';
 import { scripts } from './scripts.js';
+import { decodeTokenSet, encodeTokenSet } from './token-set-codec.js';
 import { meets, UserRefresher } from './refresh-user.js';
 import { readJwtClaims } from './subject-token.js';
 import { UserLock, type UserLockOptions } from './user-lock.js';
@@ -96,20 +96,8 @@ export interface GetAccessTokenOptions {
 }
 
 /**
- * Fastest level and a 4 KiB window: tokens repeat within a few KiB, and a small window and hash make
- * setting up the compressor (done per call) about half as costly, for the same output size.
- */
-const DEFLATE_OPTIONS = { level: zlibConstants.Z_BEST_SPEED, windowBits: 12, memLevel: 6 };
-
-/** Plaintext inside a token set envelope, before DEFLATE. */
-interface TokenSetPlaintext {
-  accessToken: string;
-  refreshToken?: string;
-}
-
-/**
- * Users' tokens in Redis: the encrypted token set (AES-256-GCM over raw-DEFLATE'd JSON, AAD bound to
- * the user) under `<prefix>:tok:<userId>`, plaintext metadata under `<prefix>:meta:<userId>`, and the
+ * Users' tokens in Redis: the encrypted token set (AES-256-GCM over {@link encodeTokenSet}'s layout,
+ * AAD bound to the user) under `<prefix>:tok:<userId>`, plaintext metadata under `<prefix>:meta:<userId>`, and the
  * due index. Writes go through Lua scripts, so they are atomic and ordered (README, "Redis data format").
  */
 export class TokenStore {
@@ -184,10 +172,8 @@ export class TokenStore {
       ? issuedAtMs + tokens.refreshExpiresInSeconds * 1000
       : null;
     const dueAtMs = computeDueAtMs({ refreshable, offline, accessExpMs, refreshExpMs, refreshedAtMs: issuedAtMs }, this.policy);
-    const plaintext: TokenSetPlaintext = { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken };
-    // DEFLATE shrinks JWT text by about a third: less Redis memory for little CPU.
-    const compressed = deflateRawSync(Buffer.from(JSON.stringify(plaintext)), DEFLATE_OPTIONS);
-    const envelope = this.keyRing.seal(compressed, tokenSetAad(userId));
+    const plaintext = encodeTokenSet({ accessToken: tokens.accessToken, refreshToken: tokens.refreshToken });
+    const envelope = this.keyRing.seal(plaintext, tokenSetAad(userId));
     const now = Date.now();
     const fields: Record<string, string> = {
       offline: offline ? '1' : '0',
@@ -238,9 +224,7 @@ export class TokenStore {
     }
     const [[, envelope], [, meta], [, due]] = reply as [[null, Buffer | null], [null, Record<string, string>], [null, string | null]];
     if (!envelope || !meta || Object.keys(meta).length === 0) return null;
-    const plaintext = JSON.parse(
-      inflateRawSync(this.keyRing.open(envelope, tokenSetAad(userId))).toString('utf8'),
-    ) as TokenSetPlaintext;
+    const plaintext = decodeTokenSet(this.keyRing.open(envelope, tokenSetAad(userId)));
     return {
       accessToken: plaintext.accessToken,
       refreshToken: plaintext.refreshToken,

@@ -1,0 +1,154 @@
+import { constants as zlibConstants, deflateRawSync, inflateRawSync } from 'node:zlib';
+
+/**
+ * The plaintext of a stored token set (before AES-GCM; README, "Redis data format"). Each JWT is
+ * split into its base64url segments, decoded: the JSON ones (JOSE header, claims) are compressed
+ * together with raw DEFLATE, the signatures (random bytes DEFLATE cannot shrink) are appended as
+ * they are. A Keycloak token pair takes ~45 % of its text size, for ~19 µs of CPU per save
+ * (DEFLATE over the token text: ~61 % for ~31 µs; decoded segments alone: ~76 % for ~4 µs).
+ *
+ * ```
+ * byte 0        format: 2
+ * bytes 1-4     P: length (u32 big-endian) of the compressed block
+ * next P bytes  raw DEFLATE (RFC 1951) of the "text stream"
+ * the rest      the "binary tail"
+ * ```
+ * The text stream holds the access token, then the refresh token, each as:
+ * ```
+ * kind u8       0 = absent, 1 = text, 2 = base64url segments (JWS/JWE compact form)
+ * text:         length u32, then the UTF-8 bytes
+ * segments:     count u8, then per segment: where u8 (0 = inline, next in the text stream;
+ *               1 = next in the binary tail), length u32, then (inline only) the decoded bytes
+ * ```
+ * A token is stored as segments only when every segment re-encodes to exactly its text (canonical
+ * unpadded base64url), so decoding gives back the same string.
+ */
+
+/** The plaintext's format byte. */
+export const TOKEN_SET_FORMAT = 2;
+
+/** The tokens inside a token set envelope. */
+export interface TokenSetPlaintext {
+  accessToken: string;
+  refreshToken?: string;
+}
+
+const KIND_ABSENT = 0;
+const KIND_TEXT = 1;
+const KIND_SEGMENTS = 2;
+const INLINE = 0;
+const TAIL = 1;
+const MAX_SEGMENTS = 5;
+const OPEN_BRACE = 0x7b;
+
+/**
+ * Fastest level and a 4 KiB window: the text stream is about a kilobyte, and a small window makes
+ * setting up the compressor (done per call) cheaper, for the same output size.
+ */
+const DEFLATE_OPTIONS = { level: zlibConstants.Z_BEST_SPEED, windowBits: 12, memLevel: 6 };
+/** Inflating needs a window at least as large as the one compressed with (and 15 reads them all). */
+const INFLATE_OPTIONS = { windowBits: 15 };
+
+/** Serialises a token set's tokens (see the module comment for the layout). */
+export function encodeTokenSet(plaintext: TokenSetPlaintext): Buffer {
+  const tokens = [splitToken(plaintext.accessToken), splitToken(plaintext.refreshToken)];
+  let textSize = 0;
+  const tail: Buffer[] = [];
+  for (const t of tokens) {
+    textSize += 1;
+    if (t.kind === KIND_TEXT) textSize += 4 + t.utf8.length;
+    if (t.kind !== KIND_SEGMENTS) continue;
+    textSize += 1;
+    for (const part of t.parts) textSize += 5 + (isInline(part) ? part.length : 0);
+  }
+  const text = Buffer.allocUnsafe(textSize);
+  let at = 0;
+  for (const t of tokens) {
+    at = text.writeUInt8(t.kind, at);
+    if (t.kind === KIND_TEXT) {
+      at = text.writeUInt32BE(t.utf8.length, at);
+      at += t.utf8.copy(text, at);
+    } else if (t.kind === KIND_SEGMENTS) {
+      at = text.writeUInt8(t.parts.length, at);
+      for (const part of t.parts) {
+        const inline = isInline(part);
+        at = text.writeUInt8(inline ? INLINE : TAIL, at);
+        at = text.writeUInt32BE(part.length, at);
+        if (inline) at += part.copy(text, at);
+        else tail.push(part);
+      }
+    }
+  }
+  const packed = deflateRawSync(text, DEFLATE_OPTIONS);
+  const head = Buffer.allocUnsafe(5);
+  head.writeUInt8(TOKEN_SET_FORMAT, 0);
+  head.writeUInt32BE(packed.length, 1);
+  return Buffer.concat([head, packed, ...tail]);
+}
+
+/** Parses what {@link encodeTokenSet} wrote; throws on any other input. */
+export function decodeTokenSet(data: Buffer): TokenSetPlaintext {
+  if (data.length < 5 || data[0] !== TOKEN_SET_FORMAT) throw new Error(`unknown token set format ${data[0]}`);
+  const packedEnd = 5 + data.readUInt32BE(1);
+  if (packedEnd > data.length) throw new Error('truncated token set');
+  const text = new Reader(inflateRawSync(data.subarray(5, packedEnd), INFLATE_OPTIONS));
+  const tail = new Reader(data.subarray(packedEnd));
+  const readToken = (): string | undefined => {
+    const kind = text.u8();
+    if (kind === KIND_ABSENT) return undefined;
+    if (kind === KIND_TEXT) return text.bytes(text.u32()).toString('utf8');
+    if (kind !== KIND_SEGMENTS) throw new Error(`unknown token kind ${kind}`);
+    const parts: string[] = [];
+    for (let count = text.u8(); count > 0; count -= 1) {
+      const where = text.u8();
+      const length = text.u32();
+      parts.push((where === INLINE ? text : tail).bytes(length).toString('base64url'));
+    }
+    return parts.join('.');
+  };
+  const accessToken = readToken();
+  const refreshToken = readToken();
+  if (accessToken === undefined || !text.done() || !tail.done()) throw new Error('malformed token set');
+  return refreshToken === undefined ? { accessToken } : { accessToken, refreshToken };
+}
+
+type SplitToken =
+  | { kind: typeof KIND_ABSENT }
+  | { kind: typeof KIND_TEXT; utf8: Buffer }
+  | { kind: typeof KIND_SEGMENTS; parts: Buffer[] };
+
+function splitToken(token: string | undefined): SplitToken {
+  if (token === undefined) return { kind: KIND_ABSENT };
+  const segments = token.split('.');
+  if (segments.length >= 2 && segments.length <= MAX_SEGMENTS) {
+    const parts = segments.map((s) => Buffer.from(s, 'base64url'));
+    if (parts.every((p, i) => p.toString('base64url') === segments[i])) return { kind: KIND_SEGMENTS, parts };
+  }
+  return { kind: KIND_TEXT, utf8: Buffer.from(token, 'utf8') };
+}
+
+/** JSON (JOSE header, claims) compresses; signatures and encrypted parts are random bytes. */
+function isInline(part: Buffer): boolean {
+  return part[0] === OPEN_BRACE;
+}
+
+/** Sequential reads that throw past the end. */
+class Reader {
+  private at = 0;
+  constructor(private readonly data: Buffer) {}
+  u8(): number {
+    return this.bytes(1)[0];
+  }
+  u32(): number {
+    return this.bytes(4).readUInt32BE(0);
+  }
+  bytes(length: number): Buffer {
+    if (this.at + length > this.data.length) throw new Error('truncated token set');
+    const slice = this.data.subarray(this.at, this.at + length);
+    this.at += length;
+    return slice;
+  }
+  done(): boolean {
+    return this.at === this.data.length;
+  }
+}
