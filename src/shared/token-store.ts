@@ -194,7 +194,7 @@ export class TokenStore {
         [this.keys.tokens(userId), this.keys.meta(userId), this.keys.due, this.keys.usernames, this.keys.events],
         [
           envelope, issuedAtMs, input.expectedVersion ?? '', dueAtMs ?? '', input.event ?? 'stored', now,
-          this.eventsMaxLen, userId, input.username ?? '', input.receivedAtMs ?? '', ...Object.entries(fields).flat(),
+          this.eventsMaxLen, userId, input.username ?? '', input.receivedAtMs ?? '', JSON.stringify(fields),
         ],
       );
     } catch (err) {
