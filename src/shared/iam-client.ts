@@ -1,4 +1,4 @@
-import axios, { type AxiosInstance } from 'axios';
+import { Axios } from 'axios';
 import { TokexError } from './errors.js';
 import { classifyIamResponse, type IamCall, type TokenResponse } from './iam-outcome.js';
 import { createIamTransport, type IamTransport } from './iam-transport.js';
@@ -37,17 +37,22 @@ export interface IamClientOptions {
  * failure reason.
  */
 export class IamClient {
-  private readonly http: AxiosInstance;
+  private readonly http: Axios;
   private readonly transport: IamTransport;
 
   constructor(private readonly options: IamClientOptions) {
     this.transport = createIamTransport();
-    this.http = axios.create({
+    // A bare Axios with only what is used, not axios.create(): axios merges the instance defaults
+    // into every request, and the full default set costs ~9 µs of CPU per call. Bodies stay text:
+    // classifyIamResponse parses them (an error page is not JSON).
+    this.http = new Axios({
       adapter: this.transport.adapter,
       timeout: options.timeoutMs ?? 10_000,
       validateStatus: () => true,
       maxRedirects: 0,
       headers: { Accept: 'application/json' },
+      transformRequest: [],
+      transformResponse: [],
     });
   }
 
