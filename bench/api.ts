@@ -2,9 +2,12 @@
  * `npm run bench:api`: throughput and latency of `POST /v1/exchanges` (issue 4).
  *
  * This process runs the producer role (HTTP API only, no worker: jobs just accumulate) on the local
- * Redis under a fresh prefix; a SEPARATE process (bench/api-load.mjs, autocannon) loads it:
- *   1. saturation: `--seconds` (default 20) with `--connections` (default 64);
- *   2. fixed rate: 2,000 requests/s for 10 s, for the p99 at a realistic load;
+ * Redis under a fresh prefix; a SEPARATE process loads it:
+ *   1. fixed rate: 2,000 requests/s for 10 s, evenly paced over 32 connections, for the p99 at a
+ *      realistic load (bench/api-load-rate.mjs, an undici loop; latency counted from when each
+ *      request was due);
+ *   2. saturation: `--seconds` (default 20) with `--connections` (default 64) (bench/api-load.mjs,
+ *      autocannon);
  * and, in this process, the raw BullMQ `queue.add` rate and `TokenProducer.enqueueExchange` rate
  * for comparison. Every key under the prefix is deleted at the end.
  *
@@ -50,7 +53,7 @@ function subjectToken(): string {
 }
 
 function runLoad(url: string, body: string, durationSeconds: number, overallRate?: number): Promise<Record<string, unknown>> {
-  const script = fileURLToPath(new URL('./api-load.mjs', import.meta.url));
+  const script = fileURLToPath(new URL(overallRate ? './api-load-rate.mjs' : './api-load.mjs', import.meta.url));
   const settings = JSON.stringify({ url, apiKey, body, connections: overallRate ? 32 : connections, pipelining, durationSeconds, overallRate });
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [script, settings], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -143,7 +146,7 @@ async function main(): Promise<void> {
     // Each phase on an empty prefix, the fixed rate first: the saturation phase leaves ~200k waiting
     // jobs behind (there is no worker), and Redis frees them in the background after the run.
     const fixed = await phase(config, body, 10, 2000);
-    console.log(`POST /v1/exchanges at a fixed 2,000 req/s, 32 connections, 10 s: ${JSON.stringify(fixed.result)}`);
+    console.log(`POST /v1/exchanges at a fixed 2,000 req/s (evenly paced), 32 connections, 10 s: ${JSON.stringify(fixed.result)}`);
     console.log(`  API process CPU per request: ${fixed.cpuUs} µs; jobs enqueued: ${fixed.waiting}`);
     await deletePrefix(redis);
     const saturation = await phase(config, body, seconds);
