@@ -120,7 +120,7 @@ export class IamClient {
     }
     const started = performance.now();
     try {
-      const res = await this.http.post(url, body.toString(), { headers, signal });
+      const res = await this.http.request({ method: 'post', url, data: body.toString(), headers, signal });
       this.options.onCall?.({ call, status: res.status, durationMs: performance.now() - started });
       return { status: res.status, headers: res.headers as Record<string, unknown>, data: res.data };
     } catch (err) {
