@@ -45,6 +45,18 @@ describe.skipIf(!hasPython)('documented formats, used from Python (skipped witho
     expect(decoded).toEqual({ accessToken: stored!.accessToken, refreshToken: stored!.refreshToken });
   });
 
+  it('lets a consumer decrypt token sets with an opaque token and without a refresh token', async () => {
+    const cases = [
+      { userId: 'py-opaque', tokens: { accessToken: 'opaque-access.not base64!', refreshToken: 'opaque-refresh' } },
+      { userId: 'py-no-refresh', tokens: { accessToken: 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.' } },
+    ];
+    for (const { userId, tokens } of cases) {
+      await h.store.save({ userId, tokens: { ...tokens, expiresInSeconds: 300, tokenType: 'Bearer' }, issuedAtMs: Date.now() });
+      const raw = await h.redis.getBuffer(`${h.prefix}:tok:${userId}`);
+      expect(JSON.parse(py(['open-token-set', userId], raw!.toString('hex'), keys))).toEqual(tokens);
+    }
+  });
+
   it('refuses to decrypt a token set under another user id (AAD)', () => {
     return h.redis.getBuffer(`${h.prefix}:tok:${DEFAULT_USERS[0].sub}`).then((raw) => {
       expect(() => py(['open-token-set', DEFAULT_USERS[1].sub], raw!.toString('hex'), keys)).toThrow(/InvalidTag/);

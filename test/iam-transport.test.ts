@@ -35,7 +35,11 @@ describe('IAM transport (axios over undici)', () => {
           res.writeHead(302, { location: '/ok' });
           return res.end();
         }
-        res.writeHead(req.url?.startsWith('/503') ? 503 : 200, { 'content-type': 'application/json', 'retry-after': '7' });
+        if (req.url?.startsWith('/429')) {
+          res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '7' });
+          return res.end(JSON.stringify({ error: 'too_many_requests' }));
+        }
+        res.writeHead(req.url?.startsWith('/503') ? 503 : 200, { 'content-type': 'application/json' });
         res.end(JSON.stringify({ access_token: 'a.b.c', token_type: 'Bearer', expires_in: '300' }));
       });
     });
@@ -59,14 +63,15 @@ describe('IAM transport (axios over undici)', () => {
     expect(req.url).toBe('/ok?x=1');
     expect(req.headers['content-type']).toBe('application/x-www-form-urlencoded');
     expect(req.headers.accept).toBe('application/json');
+    expect(req.headers['user-agent']).toBe('token-exchange-worker');
     expect(req.headers.authorization).toBe(`Basic ${Buffer.from(`tokex:${SECRET}`).toString('base64')}`);
     expect(Object.fromEntries(new URLSearchParams(req.body))).toMatchObject({ subject_token: SUBJECT, scope: 'offline_access' });
     await iam.close();
   });
 
-  it('hands non-2xx answers to the classifier with their headers (503 with Retry-After)', async () => {
-    const err = await client('/503').exchange(SUBJECT).catch((e: unknown) => e);
-    expect(err).toMatchObject({ code: 'iam_unavailable', status: 503 });
+  it('hands non-2xx answers to the classifier with their headers (429 with Retry-After, 503)', async () => {
+    expect(await client('/429').exchange(SUBJECT).catch((e: unknown) => e)).toMatchObject({ code: 'iam_rate_limited', status: 429, retryAfterMs: 7000 });
+    expect(await client('/503').exchange(SUBJECT).catch((e: unknown) => e)).toMatchObject({ code: 'iam_unavailable', status: 503 });
   });
 
   it('does not follow a redirect', async () => {

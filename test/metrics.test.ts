@@ -5,6 +5,8 @@ import { reasonCode } from '../src/shared/metrics.js';
 describe('reasonCode (the bounded reason label of failed jobs)', () => {
   it('reads every error code the broker can fail a job with', () => {
     for (const code of TOKEX_ERROR_CODES) expect(reasonCode(`${code}: something happened`)).toBe(code);
+    // Codes that the first hand-kept list missed.
+    for (const code of ['revoked_meanwhile', 'refresh_in_flight', 'redis_rejected']) expect(reasonCode(`${code}: x`)).toBe(code);
   });
 
   it('names BullMQ stalls and counts anything else as unknown', () => {

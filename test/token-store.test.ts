@@ -1,5 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { KeyRing } from '../src/shared/crypto.js';
+import { deflateRawSync } from 'node:zlib';
+import { KeyRing, tokenSetAad } from '../src/shared/crypto.js';
+import { TOKEN_SET_FORMAT } from '../src/shared/token-set-codec.js';
 import type { TokenResponse } from '../src/shared/iam-outcome.js';
 import { createFastFailConnection } from '../src/shared/redis.js';
 import { TokenStore } from '../src/shared/token-store.js';
@@ -36,8 +38,27 @@ describe('TokenStore', () => {
     const set = await store.get('u1');
     expect(set).toMatchObject({ accessToken: t.accessToken, refreshToken: t.refreshToken, status: { state: 'active', offline: true, username: 'una' } });
     const raw = await redis.getBuffer(`${prefix}:tok:u1`);
-    expect(raw!.includes(Buffer.from(t.accessToken.split('.')[2]))).toBe(false);
+    const signature = t.accessToken.split('.')[2];
+    expect(raw!.includes(Buffer.from(signature))).toBe(false);
+    expect(raw!.includes(Buffer.from(signature, 'base64url'))).toBe(false);
     expect((await store.getByUsername('una'))?.status.userId).toBe('u1');
+  });
+
+  it('reads a token set stored in the previous layout (format 1), and a save rewrites it', async () => {
+    const t = tokens();
+    await store.save({ userId: 'u-old', tokens: tokens(), issuedAtMs: Date.now() });
+    const formatOne = deflateRawSync(Buffer.from(JSON.stringify({ accessToken: t.accessToken, refreshToken: t.refreshToken })));
+    await redis.set(`${prefix}:tok:u-old`, keyRing.seal(formatOne, tokenSetAad('u-old')));
+    expect(await store.get('u-old')).toMatchObject({ accessToken: t.accessToken, refreshToken: t.refreshToken });
+    await store.save({ userId: 'u-old', tokens: t, issuedAtMs: Date.now() + 1 });
+    const plaintext = keyRing.open((await redis.getBuffer(`${prefix}:tok:u-old`))!, tokenSetAad('u-old'));
+    expect(plaintext[0]).toBe(TOKEN_SET_FORMAT);
+    expect((await store.get('u-old'))?.accessToken).toBe(t.accessToken);
+  });
+
+  it('stores an odd scope from the IAM (a lone surrogate) without losing the metadata', async () => {
+    await store.save({ userId: 'u-scope', tokens: tokens({ scope: 'openid \udc00profile' }), issuedAtMs: Date.now() });
+    expect(await store.status('u-scope')).toMatchObject({ state: 'active', scope: 'openid \ufffdprofile' });
   });
 
   it('never replaces a newer token set with an older one', async () => {

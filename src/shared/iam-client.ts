@@ -49,8 +49,7 @@ export class IamClient {
       adapter: this.transport.adapter,
       timeout: options.timeoutMs ?? 10_000,
       validateStatus: () => true,
-      maxRedirects: 0,
-      headers: { Accept: 'application/json' },
+      headers: { Accept: 'application/json', 'User-Agent': 'token-exchange-worker' },
       transformRequest: [],
       transformResponse: [],
     });

@@ -4,11 +4,8 @@ import { Agent } from 'undici';
 /** Largest IAM answer read; a token response is a few KiB. */
 export const MAX_IAM_RESPONSE_BYTES = 1024 * 1024;
 
-/** Options of {@link createIamTransport}. */
-export interface IamTransportOptions {
-  /** Connections kept per IAM origin. @defaultValue 256 */
-  connectionsPerOrigin?: number;
-}
+/** Connections kept per IAM origin. */
+const CONNECTIONS_PER_ORIGIN = 256;
 
 /** An axios adapter over an undici connection pool, and the pool's close. */
 export interface IamTransport {
@@ -23,19 +20,21 @@ export interface IamTransport {
  * flight): ~63 µs of CPU per call against ~136 µs with the `http` adapter, which is most of what a
  * worker spends per exchange (BENCHMARKS.md, "Exchange throughput").
  *
- * It honours what the IAM client uses of an axios request: absolute `url` (or `baseURL`), method,
- * headers, a string/Buffer/URLSearchParams body, `timeout` (whole request), `signal` and
- * `validateStatus`. Redirects are never followed and no proxy is used. Errors are `AxiosError`s
- * with axios's codes (`ETIMEDOUT`, `ERR_CANCELED`, the socket's code such as `ECONNREFUSED`).
+ * It honours what the IAM client uses of an axios request, and only that: an absolute `url`
+ * (credentials in it are not sent), method, headers, a string or Buffer body, `timeout` (the whole
+ * request, body included), `signal` and `validateStatus`. Redirects are never followed, no proxy is
+ * used, and responses are read as UTF-8 text (no `Accept-Encoding` is sent). Errors are
+ * `AxiosError`s with axios's codes (`ETIMEDOUT`, `ERR_CANCELED`, the socket's code such as
+ * `ECONNREFUSED`).
  */
-export function createIamTransport(options: IamTransportOptions = {}): IamTransport {
-  const dispatcher = new Agent({ connections: options.connectionsPerOrigin ?? 256 });
+export function createIamTransport(): IamTransport {
+  const dispatcher = new Agent({ connections: CONNECTIONS_PER_ORIGIN });
   const adapter: AxiosAdapter = (config) => send(dispatcher, config);
   return { adapter, close: () => dispatcher.close() };
 }
 
 async function send(dispatcher: Agent, config: InternalAxiosRequestConfig): Promise<AxiosResponse> {
-  const url = new URL(config.url ?? '', config.baseURL);
+  const url = new URL(config.url ?? '');
   const timeoutMs = config.timeout ?? 0;
   const controller = new AbortController();
   let timedOut = false;
@@ -92,8 +91,7 @@ function plainHeaders(config: InternalAxiosRequestConfig): Record<string, string
 function requestBody(data: unknown): string | Buffer | undefined {
   if (data === undefined || data === null) return undefined;
   if (typeof data === 'string' || Buffer.isBuffer(data)) return data;
-  if (data instanceof URLSearchParams) return data.toString();
-  return JSON.stringify(data);
+  throw new TypeError('the IAM transport sends string or Buffer bodies only');
 }
 
 async function readBody(body: AsyncIterable<Buffer> & { destroy(): void }, config: InternalAxiosRequestConfig): Promise<string> {

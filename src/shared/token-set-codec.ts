@@ -1,4 +1,5 @@
 import { constants as zlibConstants, deflateRawSync, inflateRawSync } from 'node:zlib';
+import { TokexError } from './errors.js';
 
 /**
  * The plaintext of a stored token set (before AES-GCM; README, "Redis data format"). Each JWT is
@@ -22,6 +23,10 @@ import { constants as zlibConstants, deflateRawSync, inflateRawSync } from 'node
  * ```
  * A token is stored as segments only when every segment re-encodes to exactly its text (canonical
  * unpadded base64url), so decoding gives back the same string.
+ *
+ * Token sets written before this layout (format 1: raw DEFLATE of the JSON
+ * `{"accessToken","refreshToken"}`) are still read; they are rewritten in this layout by their next
+ * refresh. A single raw-DEFLATE block starts with an odd byte (its final-block bit), never with 2.
  */
 
 /** The plaintext's format byte. */
@@ -79,6 +84,7 @@ export function encodeTokenSet(plaintext: TokenSetPlaintext): Buffer {
       }
     }
   }
+  if (at !== textSize) throw new Error(`token set layout: wrote ${at} of ${textSize} bytes`);
   const packed = deflateRawSync(text, DEFLATE_OPTIONS);
   const head = Buffer.allocUnsafe(5);
   head.writeUInt8(TOKEN_SET_FORMAT, 0);
@@ -86,9 +92,20 @@ export function encodeTokenSet(plaintext: TokenSetPlaintext): Buffer {
   return Buffer.concat([head, packed, ...tail]);
 }
 
-/** Parses what {@link encodeTokenSet} wrote; throws on any other input. */
+/**
+ * Parses what {@link encodeTokenSet} wrote (or a format-1 token set); anything else throws
+ * `decrypt_failed` (the plaintext authenticated, so this means a format this version does not know).
+ */
 export function decodeTokenSet(data: Buffer): TokenSetPlaintext {
-  if (data.length < 5 || data[0] !== TOKEN_SET_FORMAT) throw new Error(`unknown token set format ${data[0]}`);
+  try {
+    return data[0] === TOKEN_SET_FORMAT ? decodeFormat2(data) : decodeFormat1(data);
+  } catch (err) {
+    throw new TokexError('decrypt_failed', `token set plaintext is not in a known layout (${(err as Error).message})`);
+  }
+}
+
+function decodeFormat2(data: Buffer): TokenSetPlaintext {
+  if (data.length < 5) throw new Error('truncated token set');
   const packedEnd = 5 + data.readUInt32BE(1);
   if (packedEnd > data.length) throw new Error('truncated token set');
   const text = new Reader(inflateRawSync(data.subarray(5, packedEnd), INFLATE_OPTIONS));
@@ -101,6 +118,7 @@ export function decodeTokenSet(data: Buffer): TokenSetPlaintext {
     const parts: string[] = [];
     for (let count = text.u8(); count > 0; count -= 1) {
       const where = text.u8();
+      if (where !== INLINE && where !== TAIL) throw new Error(`unknown segment place ${where}`);
       const length = text.u32();
       parts.push((where === INLINE ? text : tail).bytes(length).toString('base64url'));
     }
@@ -110,6 +128,14 @@ export function decodeTokenSet(data: Buffer): TokenSetPlaintext {
   const refreshToken = readToken();
   if (accessToken === undefined || !text.done() || !tail.done()) throw new Error('malformed token set');
   return refreshToken === undefined ? { accessToken } : { accessToken, refreshToken };
+}
+
+function decodeFormat1(data: Buffer): TokenSetPlaintext {
+  const parsed = JSON.parse(inflateRawSync(data, INFLATE_OPTIONS).toString('utf8')) as Partial<TokenSetPlaintext>;
+  if (typeof parsed.accessToken !== 'string') throw new Error('malformed token set');
+  return typeof parsed.refreshToken === 'string'
+    ? { accessToken: parsed.accessToken, refreshToken: parsed.refreshToken }
+    : { accessToken: parsed.accessToken };
 }
 
 type SplitToken =

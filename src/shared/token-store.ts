@@ -186,7 +186,9 @@ export class TokenStore {
       // Kept beside the due index, which a queued or failed refresh moves (claim-due-1.lua).
       dueAtMs: dueAtMs === null ? '' : String(dueAtMs),
     };
-    if (tokens.scope) fields.scope = tokens.scope;
+    // Through UTF-8 and back: a lone surrogate from the IAM becomes U+FFFD instead of JSON that
+    // the script's cjson refuses.
+    if (tokens.scope) fields.scope = Buffer.from(tokens.scope, 'utf8').toString('utf8');
     let result: [number, number];
     try {
       result = await scripts.saveTokens.run<[number, number]>(

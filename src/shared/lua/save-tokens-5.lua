@@ -28,6 +28,8 @@
   unconditional (exchange) writes, so a clock behind the stored issuedAt can never make a refresh's
   new tokens be thrown away (and the rotated refresh token be used again).
 ]]
+-- Decoded before any write: Redis does not undo a script's writes when it fails halfway.
+local meta = cjson.decode(ARGV[11])
 local current = redis.call('HMGET', KEYS[2], 'version', 'issuedAtMs', 'username', 'state', 'endedAtMs')
 local version = tonumber(current[1]) or 0
 local issuedAt = tonumber(current[2]) or 0
@@ -46,7 +48,7 @@ version = version + 1
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[2])
 local fields = {'version', version, 'state', 'active'}
-for name, value in pairs(cjson.decode(ARGV[11])) do
+for name, value in pairs(meta) do
   fields[#fields + 1] = name
   fields[#fields + 1] = value
 end
