@@ -18,7 +18,7 @@ function failFirstSave(real: Redis): { redis: Redis; failures: () => number } {
     get(target, prop) {
       if (prop === 'evalsha') {
         return (...args: unknown[]) => {
-          if (args[0] === scripts.saveTokens.sha && failures === 0) {
+          if (args[0] === scripts.saveTokens.script.sha && failures === 0) {
             failures += 1;
             return Promise.reject(new Error('Connection is closed.'));
           }
