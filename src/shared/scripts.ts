@@ -67,9 +67,17 @@ export class BatchedScript {
       this.script.run(redis, only.keys, only.args).then(only.resolve, only.reject);
       return;
     }
-    const pipeline = redis.pipeline();
-    for (const p of queue) pipeline.evalsha(this.script.sha, this.script.numKeys, ...p.keys, ...p.args);
-    pipeline.exec().then((replies) => {
+    let sent: ReturnType<ReturnType<RedisClient['pipeline']>['exec']>;
+    try {
+      const pipeline = redis.pipeline();
+      for (const p of queue) pipeline.evalsha(this.script.sha, this.script.numKeys, ...p.keys, ...p.args);
+      sent = pipeline.exec();
+    } catch (err) {
+      // Runs from setImmediate: a throw here would be uncaught, so every caller gets it instead.
+      for (const p of queue) p.reject(err);
+      return;
+    }
+    sent.then((replies) => {
       queue.forEach((p, i) => {
         const [err, value] = replies?.[i] ?? [new Error('no reply'), null];
         if (!err) p.resolve(value);
