@@ -116,8 +116,15 @@ function brokerRunner(prefix: string, tokenUrl: string): Runner {
   };
 }
 
+/** Redis's own CPU time so far (user + sys), in µs, from INFO. */
+async function redisCpuUs(redis: ReturnType<typeof testRedis>): Promise<number> {
+  const info = await redis.info('cpu');
+  const read = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1] ?? 0);
+  return (read('used_cpu_user') + read('used_cpu_sys')) * 1e6;
+}
+
 /** Pre-enqueues N jobs, then starts the worker and times the drain. */
-async function drain(make: () => Runner): Promise<{ name: string; perSecond: number; cpuUsPerJob: number }> {
+async function drain(make: () => Runner, redis: ReturnType<typeof testRedis>): Promise<{ name: string; perSecond: number; cpuUsPerJob: number; redisUsPerJob: number }> {
   const runner = make();
   const tokens = Array.from({ length: N }, (_, i) => subjectToken(i));
   for (let i = 0; i < N; i += 500) await Promise.all(tokens.slice(i, i + 500).map((t) => runner.enqueue(t)));
@@ -126,6 +133,7 @@ async function drain(make: () => Runner): Promise<{ name: string; perSecond: num
   const finished = new Promise<void>((resolve) => (done = resolve));
   const started = performance.now();
   const cpu = process.cpuUsage();
+  const redisBefore = await redisCpuUs(redis);
   await runner.start(() => {
     stored += 1;
     if (stored === N) done();
@@ -133,8 +141,9 @@ async function drain(make: () => Runner): Promise<{ name: string; perSecond: num
   await finished;
   const seconds = (performance.now() - started) / 1000;
   const used = process.cpuUsage(cpu);
+  const redisUsPerJob = ((await redisCpuUs(redis)) - redisBefore) / N;
   await runner.stop();
-  return { name: runner.name, perSecond: N / seconds, cpuUsPerJob: (used.user + used.system) / N };
+  return { name: runner.name, perSecond: N / seconds, cpuUsPerJob: (used.user + used.system) / N, redisUsPerJob };
 }
 
 /** Starts the worker, then enqueues at a fixed rate and records receipt-to-stored latency. */
@@ -180,9 +189,9 @@ async function main(): Promise<void> {
     const best = new Map<string, number>();
     for (let round = 1; round <= ROUNDS; round += 1) {
       for (const make of runners) {
-        const r = await drain(make);
+        const r = await drain(make, redis);
         best.set(r.name, Math.max(best.get(r.name) ?? 0, r.perSecond));
-        process.stdout.write(`round ${round} ${r.name.padEnd(15)} ${r.perSecond.toFixed(0)} exchanges/s, ${r.cpuUsPerJob.toFixed(0)} µs of worker-process CPU per job\n`);
+        process.stdout.write(`round ${round} ${r.name.padEnd(15)} ${r.perSecond.toFixed(0)} exchanges/s, ${r.cpuUsPerJob.toFixed(0)} µs of worker-process CPU per job, ${r.redisUsPerJob.toFixed(0)} µs of Redis CPU per job\n`);
         await cleanupPrefix(redis, prefix);
       }
     }
