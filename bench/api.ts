@@ -26,6 +26,7 @@ import { loadConfig } from '../src/shared/config.js';
 import { KeyRing } from '../src/shared/crypto.js';
 import { EXCHANGE_JOB_NAME, EXCHANGE_JOB_OPTIONS, EXCHANGE_QUEUE } from '../src/shared/job-contract.js';
 import { createLogger } from '../src/shared/logger.js';
+import { deleteKeysUnder } from '../src/shared/redis.js';
 
 const arg = (name: string, fallback: number): number => {
   const i = process.argv.indexOf(name);
@@ -82,15 +83,6 @@ function cpuPerRequestUs(used: NodeJS.CpuUsage, requests: number): number {
   return Math.round((used.user + used.system) / Math.max(1, requests));
 }
 
-async function deletePrefix(redis: Redis): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 5000);
-    cursor = next;
-    if (keys.length > 0) await redis.unlink(...keys);
-  } while (cursor !== '0');
-}
-
 /** Starts the producer role, warms it up for 3 s, then loads it; returns the load's result. */
 async function phase(
   config: ReturnType<typeof loadConfig>, body: string, durationSeconds: number, overallRate?: number,
@@ -140,7 +132,7 @@ async function main(): Promise<void> {
       console.log(`TokenProducer.enqueueExchange (validate + encrypt + add, 256 in flight, 5 s): ${enqueueRate} jobs/s`);
       await producer.close();
       await queue.close();
-      await deletePrefix(redis);
+      await deleteKeysUnder(redis, prefix);
     }
 
     // Each phase on an empty prefix, the fixed rate first: the saturation phase leaves ~200k waiting
@@ -148,12 +140,12 @@ async function main(): Promise<void> {
     const fixed = await phase(config, body, 10, 2000);
     console.log(`POST /v1/exchanges at a fixed 2,000 req/s (evenly paced), 32 connections, 10 s: ${JSON.stringify(fixed.result)}`);
     console.log(`  API process CPU per request: ${fixed.cpuUs} µs; jobs enqueued: ${fixed.waiting}`);
-    await deletePrefix(redis);
+    await deleteKeysUnder(redis, prefix);
     const saturation = await phase(config, body, seconds);
     console.log(`POST /v1/exchanges, ${connections} connections, pipelining ${pipelining}, ${seconds} s: ${JSON.stringify(saturation.result)}`);
     console.log(`  API process CPU per request: ${saturation.cpuUs} µs; jobs enqueued: ${saturation.waiting}`);
   } finally {
-    await deletePrefix(redis);
+    await deleteKeysUnder(redis, prefix);
     redis.disconnect();
   }
 }

@@ -6,6 +6,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { KeyRing } from '../src/shared/crypto.js';
+import { deleteKeysUnder } from '../src/shared/redis.js';
 import { TokenStore } from '../src/shared/token-store.js';
 
 const users = Number(process.argv[2] ?? 20_000);
@@ -54,10 +55,5 @@ console.log(`users: ${users}; mean access token ${Math.round(accessBytes / users
 console.log(`used_memory growth: ${((after - before) / 1024 / 1024).toFixed(1)} MiB = ${Math.round((after - before) / users)} bytes per user (token set, metadata, due and username indexes, ${events} events)`);
 console.log(`MEMORY USAGE of one encrypted token set: ${sample} bytes`);
 
-let cursor = '0';
-do {
-  const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-  cursor = next;
-  if (keys.length > 0) await redis.del(...keys);
-} while (cursor !== '0');
+await deleteKeysUnder(redis, prefix);
 redis.disconnect();

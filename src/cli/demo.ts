@@ -6,7 +6,7 @@ import { loadConfig, readEnvironment } from '../shared/config.js';
 import { KeyRing } from '../shared/crypto.js';
 import { TokexError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
-import { createFastFailConnection, nodeForKey, waitUntilReady, type RedisClient } from '../shared/redis.js';
+import { createFastFailConnection, deleteKeysUnder, waitUntilReady } from '../shared/redis.js';
 import type { TokenStore } from '../shared/token-store.js';
 import { sleep } from '../shared/timing.js';
 
@@ -60,7 +60,7 @@ export const command: Command = {
       return 0;
     } finally {
       await producer.close();
-      if (throwAwayKey) await deleteUnder(broker.context.clientConnection, config.prefix).catch(() => undefined);
+      if (throwAwayKey) await deleteKeysUnder(broker.context.clientConnection, config.prefix).catch(() => undefined);
       await broker.close();
       await iam.close();
     }
@@ -78,17 +78,6 @@ async function checkRedis(url: string): Promise<void> {
   } finally {
     redis.disconnect();
   }
-}
-
-/** Deletes every key under the demo's prefix (its data is unreadable without the throw-away key). */
-async function deleteUnder(redis: RedisClient, prefix: string): Promise<void> {
-  const node = await nodeForKey(redis, `${prefix}:x`);
-  let cursor = '0';
-  do {
-    const [next, keys] = await node.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
-    cursor = next;
-    if (keys.length > 0) await node.del(...keys);
-  } while (cursor !== '0');
 }
 
 async function passwordLogin(tokenUrl: string, username: string, password: string): Promise<string> {

@@ -10,6 +10,7 @@ import {
   asRedisError, createFastFailConnection, waitUntilReady, type RedisClient, type RedisTarget,
 } from '../shared/redis.js';
 import { validateSubjectToken, validateUserId } from '../shared/subject-token.js';
+import { TIMED_OUT, withinMs } from '../shared/timing.js';
 
 /** Options of {@link TokenProducer}. */
 export interface TokenProducerOptions {
@@ -121,19 +122,14 @@ export class TokenProducer {
   }
 
   private async withDeadline(jobId: string, work: () => Promise<void>): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new TokexError('redis_unavailable', `enqueue did not finish within ${this.enqueueTimeoutMs} ms (job ${jobId} may still be enqueued)`)),
-        this.enqueueTimeoutMs,
-      );
-    });
+    let outcome: void | typeof TIMED_OUT;
     try {
-      await Promise.race([work(), timeout]);
+      outcome = await withinMs(work(), this.enqueueTimeoutMs);
     } catch (err) {
       throw asRedisError(err);
-    } finally {
-      clearTimeout(timer);
+    }
+    if (outcome === TIMED_OUT) {
+      throw new TokexError('redis_unavailable', `enqueue did not finish within ${this.enqueueTimeoutMs} ms (job ${jobId} may still be enqueued)`);
     }
   }
 }

@@ -4,6 +4,7 @@ import { countUsersByState } from './token-store.js';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { TOKEX_ERROR_CODES } from './errors.js';
 import type { KeyLayout } from './keys.js';
+import { TIMED_OUT, withinMs } from './timing.js';
 
 /**
  * The broker's Prometheus metrics: one registry per broker context, fed by the roles (worker
@@ -209,19 +210,13 @@ export class TokexMetrics {
 
   /** A scrape must neither fail nor hang because Redis is down: count the error, report the fallback. */
   private async guard<T>(read: () => Promise<T>, fallback: T): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
     try {
-      return await Promise.race([
-        read(),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error('timeout')), SCRAPE_READ_TIMEOUT_MS);
-        }),
-      ]);
+      const result = await withinMs(read(), SCRAPE_READ_TIMEOUT_MS);
+      if (result !== TIMED_OUT) return result;
     } catch {
-      this.redisErrors.inc({ source: 'metrics' });
-      return fallback;
-    } finally {
-      clearTimeout(timer);
+      // counted below, like a timeout
     }
+    this.redisErrors.inc({ source: 'metrics' });
+    return fallback;
   }
 }

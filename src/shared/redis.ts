@@ -77,6 +77,22 @@ export async function nodeForKey(redis: RedisClient, key: string): Promise<Redis
   return node;
 }
 
+/**
+ * Deletes every key under `<prefix>:` (SCAN + UNLINK on the node that holds the prefix); returns
+ * how many. For throw-away data (the demo, tests, benchmarks), never for a live broker's prefix.
+ */
+export async function deleteKeysUnder(redis: RedisClient, prefix: string): Promise<number> {
+  const node = await nodeForKey(redis, `${prefix}:x`);
+  let deleted = 0;
+  let cursor = '0';
+  do {
+    const [next, keys] = await node.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) deleted += await node.unlink(...keys);
+  } while (cursor !== '0');
+  return deleted;
+}
+
 /** Waits until `redis` is ready or `timeoutMs` passes; `redis_unavailable` otherwise. */
 export async function waitUntilReady(redis: RedisClient, timeoutMs: number): Promise<void> {
   if (redis.status === 'ready') return;

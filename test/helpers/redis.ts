@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { nodeForKey, type RedisClient } from '../../src/shared/redis.js';
+import { deleteKeysUnder, nodeForKey, type RedisClient } from '../../src/shared/redis.js';
 
 /** The Redis every test talks to (the machine's, or REDIS_URL). */
 export const TEST_REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -30,8 +30,7 @@ export async function keysUnder(redis: RedisClient, prefix: string): Promise<str
 
 /** Deletes every key under a prefix. */
 export async function cleanupPrefix(redis: RedisClient, prefix: string): Promise<void> {
-  const keys = await keysUnder(redis, prefix);
-  for (let i = 0; i < keys.length; i += 500) await redis.del(...keys.slice(i, i + 500));
+  await deleteKeysUnder(redis, prefix);
 }
 
 /**
