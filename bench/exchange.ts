@@ -9,6 +9,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
+import inspector from 'node:inspector/promises';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import axios from 'axios';
 import { Queue, Worker } from 'bullmq';
@@ -18,11 +21,12 @@ import { KeyRing } from '../src/shared/crypto.js';
 import { IamClient } from '../src/shared/iam-client.js';
 import { createWorkerConnection } from '../src/shared/redis.js';
 import { TokenStore } from '../src/shared/token-store.js';
+import { InlineSealer, ThreadSealer } from '../src/shared/token-sealer.js';
 import { ExchangeWorker } from '../src/worker/exchange-worker.js';
 import { cleanupPrefix, testRedis } from '../test/helpers/redis.js';
 
 const N = Number(process.argv[2] ?? process.env.BENCH_N ?? 20_000);
-const CONCURRENCY = 50;
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 50);
 const ROUNDS = 3;
 const LATENCY_RATE_PER_SECOND = 1000;
 const LATENCY_SECONDS = 5;
@@ -91,6 +95,8 @@ function brokerRunner(prefix: string, tokenUrl: string): Runner {
   const producer = new TokenProducer({ redis: REDIS_URL, prefix, keyRing });
   const connection = createWorkerConnection(REDIS_URL);
   const storeConnection = createWorkerConnection(REDIS_URL);
+  // As `tokex start` runs it (TOKEN_SEAL_THREAD=true); BENCH_SEAL_INLINE=1 seals on the main thread.
+  const sealer = process.env.BENCH_SEAL_INLINE ? new InlineSealer(keyRing) : new ThreadSealer(keyRing);
   let worker: ExchangeWorker | undefined;
   return {
     name: 'broker',
@@ -101,14 +107,17 @@ function brokerRunner(prefix: string, tokenUrl: string): Runner {
       worker = new ExchangeWorker({
         connection, prefix, keyRing, logger, concurrency: CONCURRENCY,
         iam: new IamClient({ tokenUrl, clientId: 'bench', clientSecret: 'bench-secret', scope: 'offline_access' }),
-        store: new TokenStore({ redis: storeConnection, prefix, keyRing }),
+        store: new TokenStore({ redis: storeConnection, prefix, keyRing, sealer }),
       });
       worker.worker.on('completed', (job) => onStored(job.data.receivedAt));
+      await sealer.start();
       worker.start();
       await worker.worker.waitUntilReady();
     },
     async stop() {
       await worker?.close();
+      if (process.env.BENCH_DEBUG && sealer instanceof ThreadSealer) process.stdout.write(`sealer: ${JSON.stringify(sealer.sent)}\n`);
+      await sealer.close();
       await producer.close();
       connection.disconnect();
       storeConnection.disconnect();
@@ -123,6 +132,27 @@ async function redisCpuUs(redis: ReturnType<typeof testRedis>): Promise<number> 
   return (read('used_cpu_user') + read('used_cpu_sys')) * 1e6;
 }
 
+/**
+ * With BENCH_CPU_PROFILE=<dir>, records a V8 CPU profile of each drain (not of the enqueueing)
+ * into that directory, for `node --cpu-prof`-style analysis of the worker side alone.
+ */
+async function startProfiler(): Promise<{ stop(name: string): Promise<void> } | undefined> {
+  const dir = process.env.BENCH_CPU_PROFILE;
+  if (!dir) return undefined;
+  const session = new inspector.Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 100 });
+  await session.post('Profiler.start');
+  return {
+    async stop(name) {
+      const { profile } = await session.post('Profiler.stop');
+      await writeFile(join(dir, `drain-${name.replace(/\W+/g, '-')}-${Date.now()}.cpuprofile`), JSON.stringify(profile));
+      session.disconnect();
+    },
+  };
+}
+
 /** Pre-enqueues N jobs, then starts the worker and times the drain. */
 async function drain(make: () => Runner, redis: ReturnType<typeof testRedis>): Promise<{ name: string; perSecond: number; cpuUsPerJob: number; redisUsPerJob: number }> {
   const runner = make();
@@ -131,6 +161,7 @@ async function drain(make: () => Runner, redis: ReturnType<typeof testRedis>): P
   let stored = 0;
   let done!: () => void;
   const finished = new Promise<void>((resolve) => (done = resolve));
+  const profiler = await startProfiler();
   const started = performance.now();
   const cpu = process.cpuUsage();
   const redisBefore = await redisCpuUs(redis);
@@ -142,6 +173,7 @@ async function drain(make: () => Runner, redis: ReturnType<typeof testRedis>): P
   const seconds = (performance.now() - started) / 1000;
   const used = process.cpuUsage(cpu);
   const redisUsPerJob = ((await redisCpuUs(redis)) - redisBefore) / N;
+  await profiler?.stop(runner.name);
   await runner.stop();
   return { name: runner.name, perSecond: N / seconds, cpuUsPerJob: (used.user + used.system) / N, redisUsPerJob };
 }
