@@ -27,7 +27,7 @@ import { cleanupPrefix, testRedis } from '../test/helpers/redis.js';
 
 const N = Number(process.argv[2] ?? process.env.BENCH_N ?? 20_000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 50);
-const ROUNDS = 3;
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const LATENCY_RATE_PER_SECOND = 1000;
 const LATENCY_SECONDS = 5;
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
