@@ -76,6 +76,22 @@ describe('ThreadSealer', () => {
     }
   });
 
+  it('seals in place a batch the thread reports as failed, without counting the thread as failed', async () => {
+    const { logger, text } = captureLogger();
+    const threadUrl = badThread('refuses', "import { parentPort } from 'node:worker_threads'; parentPort.postMessage('ready'); parentPort.on('message', ({ batch }) => parentPort.postMessage({ batch, error: 'cannot seal' }));");
+    const sealer = new ThreadSealer(keyRing, { logger, threadUrl });
+    try {
+      for (let round = 0; round < 4; round += 1) {
+        expect(opened(await sealer.seal(tokensOf(round), tokenSetAad(`user-${round}`)), `user-${round}`)).toEqual(plain(tokensOf(round)));
+      }
+      expect(sealer.sent.batches).toBe(4);
+      expect(text()).toContain('cannot seal');
+      expect(text()).not.toContain('keeps failing');
+    } finally {
+      await sealer.close();
+    }
+  });
+
   it('start() returns when the thread cannot load, and seals still succeed', async () => {
     const { logger, text } = captureLogger();
     const sealer = new ThreadSealer(keyRing, { logger, threadUrl: badThread('throws', "throw new Error('no such codec');") });

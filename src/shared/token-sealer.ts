@@ -64,6 +64,7 @@ interface PendingSeal {
   plaintext: TokenSetPlaintext;
   aad: string;
   resolve(envelope: Buffer): void;
+  reject(err: unknown): void;
 }
 
 /** Options of {@link ThreadSealer}. */
@@ -82,9 +83,12 @@ const MAX_THREAD_FAILURES = 3;
  * event-loop iteration go to the thread as one message, and come back as one transferred buffer;
  * while a batch is on the thread the next one gathers (so under load batches grow instead of
  * messages multiplying: each wakes the thread). The event loop pays a few microseconds per token
- * set instead of the ~50–70 µs of DEFLATE and AES-GCM. If the thread fails, the batches it held are sealed in place (a seal is a pure
- * function: nothing is lost or sealed twice in Redis); after {@link MAX_THREAD_FAILURES} failures
- * the sealer seals in place for good and says so once.
+ * set instead of the ~40–70 µs of encoding, DEFLATE and AES-GCM (BENCHMARKS.md, "Exchange
+ * throughput").
+ *
+ * If the thread fails, the batches it held are sealed in place (a seal is a pure function: nothing
+ * is lost, and Redis has seen none of it); after {@link MAX_THREAD_FAILURES} failures the sealer
+ * seals in place for good and logs that at error level.
  */
 export class ThreadSealer implements TokenSealer {
   private worker?: Worker;
@@ -107,8 +111,8 @@ export class ThreadSealer implements TokenSealer {
 
   seal(plaintext: TokenSetPlaintext, aad: string): Promise<Buffer> {
     if (this.closed || this.failures >= MAX_THREAD_FAILURES) return Promise.resolve(sealTokenSet(this.keyRing, plaintext, aad));
-    return new Promise((resolve) => {
-      this.queued.push({ plaintext, aad, resolve });
+    return new Promise((resolve, reject) => {
+      this.queued.push({ plaintext, aad, resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(() => this.flush());
@@ -149,7 +153,7 @@ export class ThreadSealer implements TokenSealer {
     const message: SealBatchMessage = { batch, items: [] };
     for (const item of items) message.items.push(item.plaintext.accessToken, item.plaintext.refreshToken ?? null, item.aad);
     this.inFlight.set(batch, items);
-    if (this.inFlight.size === 1) worker.ref();
+    worker.ref();
     this.sent.batches += 1;
     this.sent.items += items.length;
     worker.postMessage(message);
@@ -227,7 +231,13 @@ export class ThreadSealer implements TokenSealer {
   }
 
   private sealInPlace(items: PendingSeal[]): void {
-    for (const item of items) item.resolve(sealTokenSet(this.keyRing, item.plaintext, item.aad));
+    for (const item of items) {
+      try {
+        item.resolve(sealTokenSet(this.keyRing, item.plaintext, item.aad));
+      } catch (err) {
+        item.reject(err);
+      }
+    }
   }
 }
 
