@@ -35,7 +35,8 @@ export function createIamTransport(): IamTransport {
 
 /**
  * One request through undici's handler interface (`dispatch`): no AbortController, stream or
- * async iterator per call, which is ~15 µs less CPU per token-endpoint call than `request()`.
+ * async iterator per call. Measured through axios against the benchmark's IAM stub (50 in flight,
+ * alternating rounds): 74–79 µs of CPU per call against 85–88 µs with undici's `request()`.
  */
 function send(dispatcher: Agent, config: InternalAxiosRequestConfig): Promise<AxiosResponse> {
   return new Promise((resolve, reject) => {
