@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { spawnSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { KeyRing, tokenSetAad } from '../src/shared/crypto.js';
 import { decodeTokenSet } from '../src/shared/token-set-codec.js';
@@ -76,7 +77,7 @@ describe('ThreadSealer', () => {
     }
   });
 
-  it('seals in place a batch the thread reports as failed, without counting the thread as failed', async () => {
+  it('seals in place a batch the thread refuses, and counts the refusal as a thread failure', async () => {
     const { logger, text } = captureLogger();
     const threadUrl = badThread('refuses', "import { parentPort } from 'node:worker_threads'; parentPort.postMessage('ready'); parentPort.on('message', ({ batch }) => parentPort.postMessage({ batch, error: 'cannot seal' }));");
     const sealer = new ThreadSealer(keyRing, { logger, threadUrl });
@@ -84,12 +85,47 @@ describe('ThreadSealer', () => {
       for (let round = 0; round < 4; round += 1) {
         expect(opened(await sealer.seal(tokensOf(round), tokenSetAad(`user-${round}`)), `user-${round}`)).toEqual(plain(tokensOf(round)));
       }
-      expect(sealer.sent.batches).toBe(4);
+      expect(sealer.sent.batches).toBe(3);
       expect(text()).toContain('cannot seal');
-      expect(text()).not.toContain('keeps failing');
+      expect(text()).toContain('keeps failing');
     } finally {
       await sealer.close();
     }
+  });
+
+  it('replaces a thread that does not answer, and seals what it held in place', async () => {
+    const { logger, text } = captureLogger();
+    const threadUrl = badThread('silent', "import { parentPort } from 'node:worker_threads'; parentPort.postMessage('ready'); parentPort.on('message', () => {});");
+    const sealer = new ThreadSealer(keyRing, { logger, threadUrl, timeoutMs: 300 });
+    try {
+      await sealer.start();
+      expect(opened(await sealer.seal(tokensOf(7), tokenSetAad('user-7')), 'user-7')).toEqual(plain(tokensOf(7)));
+      expect(sealer.sent.batches).toBe(1);
+      expect(text()).toContain('did not answer a batch within 300 ms');
+    } finally {
+      await sealer.close();
+    }
+  });
+
+  it('close() during start() lets start() return', async () => {
+    const sealer = new ThreadSealer(keyRing);
+    const starting = sealer.start();
+    await sealer.close();
+    await expect(starting).resolves.toBeUndefined();
+  });
+
+  it('lets the process exit with a started, idle thread it was never asked to close', async () => {
+    const script = join(scratch, 'idle.mts');
+    writeFileSync(script, `import { ThreadSealer } from ${JSON.stringify(pathToFileURL(join(process.cwd(), 'src/shared/token-sealer.ts')).href)};
+import { KeyRing, tokenSetAad } from ${JSON.stringify(pathToFileURL(join(process.cwd(), 'src/shared/crypto.ts')).href)};
+const sealer = new ThreadSealer(KeyRing.parse(KeyRing.generateSpec('idle')));
+await sealer.start();
+await sealer.seal({ accessToken: 'a.b.c' }, tokenSetAad('u'));
+console.log('sealed', sealer.sent.batches);
+`);
+    const result = spawnSync(process.execPath, ['--import', 'tsx', script], { cwd: process.cwd(), encoding: 'utf8', timeout: 20_000 });
+    expect(result.stdout, result.stderr).toContain('sealed 1');
+    expect(result.status).toBe(0);
   });
 
   it('start() returns when the thread cannot load, and seals still succeed', async () => {

@@ -6,8 +6,8 @@ import { SEAL_THREAD_READY, sealTokenSet, type SealBatchMessage, type SealBatchR
  * Entry of {@link ThreadSealer}'s worker thread: seals each batch of token sets and answers with
  * the envelopes back to back in one buffer, whose memory moves to the main thread (no copy).
  */
-const { key } = workerData as SealThreadData;
-const keyRing = new KeyRing([{ id: key.id, key: Buffer.from(key.key) }]);
+const { keyId, key } = workerData as SealThreadData;
+const keyRing = new KeyRing([{ id: keyId, key: Buffer.from(key) }]);
 const port = parentPort!;
 
 port.on('message', ({ batch, items }: SealBatchMessage) => {
@@ -29,7 +29,7 @@ port.on('message', ({ batch, items }: SealBatchMessage) => {
     reply = { batch, envelopes: all.buffer, ends };
     port.postMessage(reply, [all.buffer]);
   } catch (err) {
-    reply = { batch, error: (err as Error).message.slice(0, 200) };
+    reply = { batch, error: String((err as Error)?.message ?? err).slice(0, 200) };
     port.postMessage(reply);
   }
 });

@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import type { EncryptionKey, KeyRing } from './crypto.js';
+import type { KeyRing } from './crypto.js';
 import { encodeTokenSet, type TokenSetPlaintext } from './token-set-codec.js';
 
 /**
@@ -10,7 +10,7 @@ import { encodeTokenSet, type TokenSetPlaintext } from './token-set-codec.js';
  * jobs; {@link InlineSealer} does it in place.
  */
 export interface TokenSealer {
-  /** The envelope of `plaintext`, sealed with `aad` (the user's {@link tokenSetAad}). */
+  /** The envelope of `plaintext`, sealed with `aad` (the user's `tokenSetAad`). */
   seal(plaintext: TokenSetPlaintext, aad: string): Promise<Buffer>;
   /** Gets ready before the first seal (a worker role calls it at start, so no job waits for a thread to boot). */
   start(): Promise<void>;
@@ -57,7 +57,9 @@ export interface SealBatchReply {
 
 /** What the thread is started with: the key that seals (the thread never needs the others). */
 export interface SealThreadData {
-  key: EncryptionKey;
+  keyId: string;
+  /** A copy of the 32 key bytes (not a view of Node's shared buffer pool, which would be copied whole). */
+  key: Uint8Array;
 }
 
 interface PendingSeal {
@@ -69,39 +71,43 @@ interface PendingSeal {
 
 /** Options of {@link ThreadSealer}. */
 export interface ThreadSealerOptions {
-  /** Told when the thread fails (the batch is then sealed in place, so no write is lost). */
+  /** Told when the thread fails (what it held is then sealed in place, so no write is lost). */
   logger?: Logger;
   /** The thread's entry module. @defaultValue token-sealer-thread beside this module */
   threadUrl?: URL;
+  /** A thread that has not loaded, or not answered a batch, within this long counts as failed. @defaultValue 10000 */
+  timeoutMs?: number;
 }
 
-/** After this many thread failures the sealer stops starting threads and seals in place. */
+/** After this many thread failures (over the sealer's lifetime) it stops starting threads and seals in place. */
 const MAX_THREAD_FAILURES = 3;
 
 /**
- * Seals on one worker thread, started by {@link start} or on first use. The seals asked for in one
- * event-loop iteration go to the thread as one message, and come back as one transferred buffer;
- * while a batch is on the thread the next one gathers (so under load batches grow instead of
- * messages multiplying: each wakes the thread). The event loop pays a few microseconds per token
- * set instead of the ~40–70 µs of encoding, DEFLATE and AES-GCM (BENCHMARKS.md, "Exchange
- * throughput").
+ * Seals on one worker thread, started by {@link ThreadSealer.start} or on first use. The seals
+ * asked for in one event-loop iteration go to the thread as one message and come back as one
+ * transferred buffer. One batch is on the thread at a time; seals that arrive meanwhile gather into
+ * the next (under load batches grow instead of messages multiplying: each message wakes the
+ * thread). The event loop then spends ~15 µs per token set on it (mostly `postMessage`, profiled)
+ * instead of the ~40–70 µs of encoding, DEFLATE and AES-GCM (BENCHMARKS.md, "Exchange throughput").
  *
- * If the thread fails, the batches it held are sealed in place (a seal is a pure function: nothing
- * is lost, and Redis has seen none of it); after {@link MAX_THREAD_FAILURES} failures the sealer
- * seals in place for good and logs that at error level.
+ * If the thread fails (it throws, exits, refuses a batch, or does not load or answer within
+ * `timeoutMs`), what it held is sealed in place: a seal is a pure function, so nothing
+ * is lost and Redis has seen none of it. After three failures the sealer seals in place for good
+ * and logs that at error level.
  */
 export class ThreadSealer implements TokenSealer {
   private worker?: Worker;
   private queued: PendingSeal[] = [];
-  private readonly inFlight = new Map<number, PendingSeal[]>();
+  private inFlight?: { batch: number; items: PendingSeal[] };
   private nextBatch = 1;
   private flushScheduled = false;
   private failures = 0;
   private ready = false;
   private closed = false;
+  private watchdog?: NodeJS.Timeout;
   private idleWaiters: (() => void)[] = [];
   private readyWaiters: (() => void)[] = [];
-  /** Batches and items sent to the thread so far (for tests and metrics). */
+  /** Batches and token sets sent to the thread so far (for tests and diagnostics). */
   readonly sent = { batches: 0, items: 0 };
 
   constructor(
@@ -110,113 +116,135 @@ export class ThreadSealer implements TokenSealer {
   ) {}
 
   seal(plaintext: TokenSetPlaintext, aad: string): Promise<Buffer> {
-    if (this.closed || this.failures >= MAX_THREAD_FAILURES) return Promise.resolve(sealTokenSet(this.keyRing, plaintext, aad));
+    if (this.closed || this.failures >= MAX_THREAD_FAILURES) return this.sealNow(plaintext, aad);
     return new Promise((resolve, reject) => {
       this.queued.push({ plaintext, aad, resolve, reject });
-      if (!this.flushScheduled) {
+      if (!this.flushScheduled && !this.inFlight) {
         this.flushScheduled = true;
-        setImmediate(() => this.flush());
+        setImmediate(() => {
+          this.flushScheduled = false;
+          this.flush();
+        });
       }
     });
   }
 
-  /** Starts the thread now; resolves once it has loaded (or failed, and seals go in place). */
+  /** Starts the thread now; resolves once it has loaded, or has failed (then seals go in place), or the sealer closed. */
   async start(): Promise<void> {
-    if (this.closed || this.ready) return;
-    if (!this.thread()) return;
+    if (this.closed || this.ready || !this.thread()) return;
     await new Promise<void>((resolve) => this.readyWaiters.push(resolve));
   }
 
   async close(): Promise<void> {
     this.closed = true;
     this.flush();
+    if (this.inFlight || this.queued.length > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     const worker = this.worker;
-    if (!worker) return;
-    if (this.inFlight.size > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     this.worker = undefined;
-    await worker.terminate();
+    clearTimeout(this.watchdog);
+    this.markReady(false);
+    await worker?.terminate();
   }
 
+  /** Sends what gathered, unless a batch is on the thread (its answer sends the next). */
   private flush(): void {
-    this.flushScheduled = false;
+    if (this.inFlight || this.queued.length === 0) return this.settleIdle();
     const items = this.queued;
-    if (items.length === 0) return;
-    // One batch at a time: what arrives meanwhile goes with the next, when this one is answered.
-    if (this.inFlight.size > 0 && !this.closed) return;
     this.queued = [];
-    const worker = this.closed && !this.worker ? undefined : this.thread();
-    if (!worker) {
-      this.sealInPlace(items);
-      return;
+    let worker: Worker | undefined;
+    try {
+      worker = this.closed && !this.worker ? undefined : this.thread();
+      if (worker) {
+        const batch = this.nextBatch++;
+        const message: SealBatchMessage = { batch, items: [] };
+        for (const item of items) message.items.push(item.plaintext.accessToken, item.plaintext.refreshToken ?? null, item.aad);
+        this.inFlight = { batch, items };
+        worker.ref();
+        this.armWatchdog(worker, 'did not answer a batch');
+        worker.postMessage(message);
+        this.sent.batches += 1;
+        this.sent.items += items.length;
+        return;
+      }
+    } catch (err) {
+      this.inFlight = undefined;
+      this.fail(worker, `could not take a batch: ${String((err as Error)?.message ?? err)}`);
     }
-    const batch = this.nextBatch++;
-    const message: SealBatchMessage = { batch, items: [] };
-    for (const item of items) message.items.push(item.plaintext.accessToken, item.plaintext.refreshToken ?? null, item.aad);
-    this.inFlight.set(batch, items);
-    worker.ref();
-    this.sent.batches += 1;
-    this.sent.items += items.length;
-    worker.postMessage(message);
+    this.sealInPlace(items);
+    this.settleIdle();
   }
 
-  /** The running thread, started when there is none. */
+  /** The running thread, started when there is none (undefined once it has failed too often). */
   private thread(): Worker | undefined {
     if (this.worker) return this.worker;
     if (this.failures >= MAX_THREAD_FAILURES) return undefined;
-    const data: SealThreadData = { key: this.keyRing.primary };
+    const { id, key } = this.keyRing.primary;
+    const data: SealThreadData = { keyId: id, key: new Uint8Array(key) };
     const worker = startThread(this.options.threadUrl ?? defaultThreadUrl(), data);
-    worker.unref();
+    this.worker = worker;
     worker.on('message', (reply: SealBatchReply | typeof SEAL_THREAD_READY) => {
-      if (reply === SEAL_THREAD_READY) this.markReady(true);
-      else this.answer(reply);
+      if (reply === SEAL_THREAD_READY) {
+        clearTimeout(this.watchdog);
+        this.markReady(true);
+        if (this.inFlight) this.armWatchdog(worker, 'did not answer a batch');
+        else this.settleIdle();
+      } else {
+        this.answer(worker, reply);
+      }
     });
+    worker.on('messageerror', (err) => this.fail(worker, `sent an unreadable message (${err.message})`));
     worker.on('error', (err) => this.fail(worker, err.message));
     worker.on('exit', (code) => this.fail(worker, `exited with code ${code}`));
-    this.worker = worker;
+    // Referenced until it has loaded (someone may be waiting in start()); unreferenced when idle.
+    this.armWatchdog(worker, 'did not load');
     return worker;
   }
 
-  private answer(reply: SealBatchReply): void {
-    const items = this.inFlight.get(reply.batch);
-    if (!items) return;
-    this.inFlight.delete(reply.batch);
-    if (this.inFlight.size === 0) this.idle();
-    if (reply.envelopes && reply.ends) {
-      let start = 0;
-      items.forEach((item, i) => {
-        const end = reply.ends![i];
-        item.resolve(Buffer.from(reply.envelopes!, start, end - start));
-        start = end;
-      });
-    } else {
-      this.options.logger?.warn({ reason: reply.error }, 'token sealer thread failed a batch; sealed in place');
-      this.sealInPlace(items);
+  private answer(worker: Worker, reply: SealBatchReply): void {
+    const held = this.inFlight;
+    if (!held || reply.batch !== held.batch) return;
+    if (!reply.envelopes || reply.ends?.length !== held.items.length) {
+      this.fail(worker, `refused a batch (${reply.error ?? 'malformed answer'})`);
+      return;
     }
-    this.flushGathered();
+    clearTimeout(this.watchdog);
+    this.inFlight = undefined;
+    let start = 0;
+    held.items.forEach((item, i) => {
+      const end = reply.ends![i];
+      item.resolve(Buffer.from(reply.envelopes!, start, end - start));
+      start = end;
+    });
+    this.flush();
   }
 
-  /** The thread died or could not start: seal what it held in place, and start afresh next time. */
-  private fail(worker: Worker, reason: string): void {
-    if (this.worker !== worker) return;
+  /**
+   * The thread failed (or could not be started: `worker` undefined): what it held is sealed in
+   * place, the thread is dropped, and the next batch starts a new one while failures allow.
+   */
+  private fail(worker: Worker | undefined, reason: string): void {
+    if (worker && this.worker !== worker) return; // a thread already dropped (or closed) says goodbye
     this.worker = undefined;
+    clearTimeout(this.watchdog);
     this.markReady(false);
-    if (this.closed && this.inFlight.size === 0) return;
+    void worker?.terminate();
+    const held = this.inFlight?.items ?? [];
+    this.inFlight = undefined;
     this.failures += 1;
     const gaveUp = this.failures >= MAX_THREAD_FAILURES;
     this.options.logger?.[gaveUp ? 'error' : 'warn'](
       { reason, failures: this.failures },
-      gaveUp ? 'token sealer thread keeps failing; sealing on the main thread from now on' : 'token sealer thread failed; its batches are sealed in place',
+      gaveUp ? 'token sealer thread keeps failing; sealing on the main thread from now on' : 'token sealer thread failed; its batch is sealed in place',
     );
-    const held = [...this.inFlight.values()].flat();
-    this.inFlight.clear();
     this.sealInPlace(held);
-    this.idle();
-    this.flushGathered();
+    this.flush();
   }
 
-  /** Sends the batch that gathered while the previous one was on the thread. */
-  private flushGathered(): void {
-    if (this.queued.length > 0 && !this.flushScheduled) this.flush();
+  private armWatchdog(worker: Worker, what: string): void {
+    const timeoutMs = this.options.timeoutMs ?? 10_000;
+    clearTimeout(this.watchdog);
+    this.watchdog = setTimeout(() => this.fail(worker, `${what} within ${timeoutMs} ms`), timeoutMs);
+    this.watchdog.unref();
   }
 
   private markReady(ready: boolean): void {
@@ -224,20 +252,23 @@ export class ThreadSealer implements TokenSealer {
     for (const wake of this.readyWaiters.splice(0)) wake();
   }
 
-  /** Nothing is in flight: let the process exit, and wake {@link close}. */
-  private idle(): void {
+  /** Nothing on the thread: let the process exit; and when nothing is queued either, wake {@link close}. */
+  private settleIdle(): void {
+    if (this.inFlight) return;
     this.worker?.unref();
-    for (const wake of this.idleWaiters.splice(0)) wake();
+    if (this.queued.length === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+  }
+
+  private sealNow(plaintext: TokenSetPlaintext, aad: string): Promise<Buffer> {
+    try {
+      return Promise.resolve(sealTokenSet(this.keyRing, plaintext, aad));
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   private sealInPlace(items: PendingSeal[]): void {
-    for (const item of items) {
-      try {
-        item.resolve(sealTokenSet(this.keyRing, item.plaintext, item.aad));
-      } catch (err) {
-        item.reject(err);
-      }
-    }
+    for (const item of items) this.sealNow(item.plaintext, item.aad).then(item.resolve, item.reject);
   }
 }
 
@@ -249,8 +280,10 @@ function defaultThreadUrl(): URL {
 
 function startThread(url: URL, workerData: SealThreadData): Worker {
   if (!url.pathname.endsWith('.ts')) return new Worker(url, { workerData });
-  // Running from TypeScript sources (tests, `tsx`): the thread registers tsx's loader itself,
-  // since Node 20 does not pass module hooks on to worker threads.
-  const boot = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(url.href)}); })`;
+  // Running from TypeScript sources (tests, `tsx`): the thread registers tsx's loader itself, since
+  // Node 20 does not pass module hooks on to worker threads. Resolved here, not from the thread's
+  // working directory.
+  const api = typeof import.meta.resolve === 'function' ? import.meta.resolve('tsx/esm/api') : 'tsx/esm/api';
+  const boot = `import(${JSON.stringify(api)}).then(({ register }) => { register(); return import(${JSON.stringify(url.href)}); })`;
   return new Worker(boot, { eval: true, workerData });
 }
