@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -126,6 +126,23 @@ console.log('sealed', sealer.sent.batches);
     const result = spawnSync(process.execPath, ['--import', 'tsx', script], { cwd: process.cwd(), encoding: 'utf8', timeout: 20_000 });
     expect(result.stdout, result.stderr).toContain('sealed 1');
     expect(result.status).toBe(0);
+  });
+
+  // `.ci/run` builds before testing; a bare `npx vitest` without a build skips this one.
+  it.skipIf(!existsSync('dist/shared/token-sealer-thread.js'))('seals on its thread from the compiled package (dist/, no TypeScript loader)', () => {
+    const script = join(scratch, 'dist-check.mjs');
+    writeFileSync(script, `import { ThreadSealer, KeyRing, tokenSetAad } from ${JSON.stringify(pathToFileURL(join(process.cwd(), 'dist/index.js')).href)};
+import { decodeTokenSet } from ${JSON.stringify(pathToFileURL(join(process.cwd(), 'dist/shared/token-set-codec.js')).href)};
+const keyRing = KeyRing.parse(KeyRing.generateSpec('dist'));
+const sealer = new ThreadSealer(keyRing);
+await sealer.start();
+const envelope = await sealer.seal({ accessToken: 'a.b.c', refreshToken: 'opaque' }, tokenSetAad('u'));
+await sealer.close();
+console.log(JSON.stringify({ sent: sealer.sent, tokens: decodeTokenSet(keyRing.open(envelope, tokenSetAad('u'))) }));
+`);
+    const result = spawnSync(process.execPath, [script], { encoding: 'utf8', timeout: 20_000 });
+    expect(result.status, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout)).toEqual({ sent: { batches: 1, items: 1 }, tokens: { accessToken: 'a.b.c', refreshToken: 'opaque' } });
   });
 
   it('start() returns when the thread cannot load, and seals still succeed', async () => {
