@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import axios from 'axios';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IamClient } from '../src/shared/iam-client.js';
-import { createIamTransport, MAX_IAM_RESPONSE_BYTES } from '../src/shared/iam-transport.js';
+import { CONNECTIONS_PER_ORIGIN, createIamTransport, MAX_IAM_RESPONSE_BYTES } from '../src/shared/iam-transport.js';
 
 /**
  * The IAM client's axios transport (undici pool) against a small local HTTP server that misbehaves
@@ -100,6 +100,28 @@ describe('IAM transport (axios over undici)', () => {
     const pending = client('/hang', { timeoutMs: 5000 }).exchange(SUBJECT, controller.signal).catch((e: unknown) => e);
     setTimeout(() => controller.abort(), 50);
     expect(await pending).toMatchObject({ code: 'aborted' });
+  });
+
+  it('times out and cancels a request still waiting for a connection (every pooled one busy)', async () => {
+    const transport = createIamTransport();
+    const http1 = axios.create({ adapter: transport.adapter });
+    const busy = new AbortController();
+    const holding = Array.from({ length: CONNECTIONS_PER_ORIGIN }, () =>
+      http1.post(`${base}/hang`, 'x=1', { timeout: 60_000, signal: busy.signal }).catch((e: unknown) => e));
+    try {
+      const timedOut = await http1.post(`${base}/hang`, 'x=1', { timeout: 100 }).catch((e: unknown) => e);
+      expect(timedOut).toMatchObject({ code: 'ETIMEDOUT' });
+      const cancel = new AbortController();
+      const cancelled = http1.post(`${base}/hang`, 'x=1', { timeout: 60_000, signal: cancel.signal }).catch((e: unknown) => e);
+      setTimeout(() => cancel.abort(), 50);
+      expect(await cancelled).toMatchObject({ code: 'ERR_CANCELED' });
+      // Both settled while every connection was still held by a hanging request.
+      expect(await Promise.race([holding[0], Promise.resolve('still pending')])).toBe('still pending');
+    } finally {
+      busy.abort();
+      await Promise.all(holding);
+      await transport.close();
+    }
   });
 
   it('applies validateStatus like axios adapters do', async () => {

@@ -4,8 +4,8 @@ import { Agent } from 'undici';
 /** Largest IAM answer read; a token response is a few KiB. */
 export const MAX_IAM_RESPONSE_BYTES = 1024 * 1024;
 
-/** Connections kept per IAM origin. */
-const CONNECTIONS_PER_ORIGIN = 256;
+/** Connections kept per IAM origin; further requests wait for one. */
+export const CONNECTIONS_PER_ORIGIN = 256;
 
 /** An axios adapter over an undici connection pool, and the pool's close. */
 export interface IamTransport {
