@@ -109,14 +109,18 @@ export class ThreadSealer implements TokenSealer {
   private readyWaiters: (() => void)[] = [];
   /** Batches and token sets sent to the thread so far (for tests and diagnostics). */
   readonly sent = { batches: 0, items: 0 };
+  /** Seals when the thread cannot: after close(), after it failed, for what a failed thread held. */
+  private readonly inPlace: InlineSealer;
 
   constructor(
     private readonly keyRing: KeyRing,
     private readonly options: ThreadSealerOptions = {},
-  ) {}
+  ) {
+    this.inPlace = new InlineSealer(keyRing);
+  }
 
   seal(plaintext: TokenSetPlaintext, aad: string): Promise<Buffer> {
-    if (this.closed || this.failures >= MAX_THREAD_FAILURES) return this.sealNow(plaintext, aad);
+    if (this.closed || this.failures >= MAX_THREAD_FAILURES) return this.inPlace.seal(plaintext, aad);
     return new Promise((resolve, reject) => {
       this.queued.push({ plaintext, aad, resolve, reject });
       if (!this.flushScheduled && !this.inFlight) {
@@ -259,16 +263,8 @@ export class ThreadSealer implements TokenSealer {
     if (this.queued.length === 0) for (const wake of this.idleWaiters.splice(0)) wake();
   }
 
-  private sealNow(plaintext: TokenSetPlaintext, aad: string): Promise<Buffer> {
-    try {
-      return Promise.resolve(sealTokenSet(this.keyRing, plaintext, aad));
-    } catch (err) {
-      return Promise.reject(err);
-    }
-  }
-
   private sealInPlace(items: PendingSeal[]): void {
-    for (const item of items) this.sealNow(item.plaintext, item.aad).then(item.resolve, item.reject);
+    for (const item of items) this.inPlace.seal(item.plaintext, item.aad).then(item.resolve, item.reject);
   }
 }
 
