@@ -21,7 +21,6 @@ import { KeyRing } from '../src/shared/crypto.js';
 import { IamClient } from '../src/shared/iam-client.js';
 import { createWorkerConnection } from '../src/shared/redis.js';
 import { TokenStore } from '../src/shared/token-store.js';
-import { InlineSealer, ThreadSealer } from '../src/shared/token-sealer.js';
 import { ExchangeWorker } from '../src/worker/exchange-worker.js';
 import { cleanupPrefix, testRedis } from '../test/helpers/redis.js';
 
@@ -95,8 +94,6 @@ function brokerRunner(prefix: string, tokenUrl: string): Runner {
   const producer = new TokenProducer({ redis: REDIS_URL, prefix, keyRing });
   const connection = createWorkerConnection(REDIS_URL);
   const storeConnection = createWorkerConnection(REDIS_URL);
-  // As `tokex start` runs it (TOKEN_SEAL_THREAD=true); BENCH_SEAL_INLINE=1 seals on the main thread.
-  const sealer = process.env.BENCH_SEAL_INLINE ? new InlineSealer(keyRing) : new ThreadSealer(keyRing);
   let worker: ExchangeWorker | undefined;
   return {
     name: 'broker',
@@ -107,17 +104,14 @@ function brokerRunner(prefix: string, tokenUrl: string): Runner {
       worker = new ExchangeWorker({
         connection, prefix, keyRing, logger, concurrency: CONCURRENCY,
         iam: new IamClient({ tokenUrl, clientId: 'bench', clientSecret: 'bench-secret', scope: 'offline_access' }),
-        store: new TokenStore({ redis: storeConnection, prefix, keyRing, sealer }),
+        store: new TokenStore({ redis: storeConnection, prefix, keyRing }),
       });
       worker.worker.on('completed', (job) => onStored(job.data.receivedAt));
-      await sealer.start();
       worker.start();
       await worker.worker.waitUntilReady();
     },
     async stop() {
       await worker?.close();
-      if (process.env.BENCH_DEBUG && sealer instanceof ThreadSealer) process.stdout.write(`sealer: ${JSON.stringify(sealer.sent)}\n`);
-      await sealer.close();
       await producer.close();
       connection.disconnect();
       storeConnection.disconnect();

@@ -5,7 +5,9 @@ import http from 'node:http';
 import { randomBytes } from 'node:crypto';
 
 const enc = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
-const header = enc({ alg: 'RS256', typ: 'JWT', kid: 'bench' });
+// JOSE headers as Keycloak writes them (Jackson's spacing around two of the colons).
+const header = Buffer.from('{"alg":"RS256","typ" : "JWT","kid" : "bench"}').toString('base64url');
+const refreshHeader = Buffer.from('{"alg":"HS512","typ" : "JWT","kid" : "bench-hs"}').toString('base64url');
 const signature = randomBytes(256).toString('base64url');
 const refreshSignature = randomBytes(64).toString('base64url');
 
@@ -20,7 +22,7 @@ function tokensFor(sub) {
     access_token: `${header}.${enc(claims)}.${signature}`,
     expires_in: 300,
     refresh_expires_in: 0,
-    refresh_token: `${enc({ alg: 'HS512', typ: 'JWT' })}.${enc({ exp: 0, iat: now, sub, typ: 'Offline', sid: claims.sid })}.${refreshSignature}`,
+    refresh_token: `${refreshHeader}.${enc({ exp: 0, iat: now, sub, typ: 'Offline', sid: claims.sid })}.${refreshSignature}`,
     token_type: 'Bearer',
     'not-before-policy': 0,
     session_state: claims.sid,

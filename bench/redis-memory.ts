@@ -27,7 +27,8 @@ function keycloakLikeJwt(sub: string, typ: 'Bearer' | 'Offline'): string {
       preferred_username: `user-${sub.slice(0, 8)}`, given_name: 'Demo', family_name: 'User', email: `${sub.slice(0, 8)}@example.test`,
     }
     : { iat: now, jti: randomUUID(), iss: 'http://localhost:8081/realms/tokex', aud: 'http://localhost:8081/realms/tokex', sub, typ, azp: 'tokex-worker', sid: randomUUID(), scope: 'openid profile email offline_access' };
-  return `${enc({ alg: typ === 'Bearer' ? 'RS256' : 'HS512', typ: 'JWT', kid: randomUUID() })}.${enc(claims)}.${randomBytes(typ === 'Bearer' ? 256 : 64).toString('base64url')}`;
+  const header = `{"alg":"${typ === 'Bearer' ? 'RS256' : 'HS512'}","typ" : "JWT","kid" : "${randomUUID()}"}`; // Keycloak's spacing
+  return `${Buffer.from(header).toString('base64url')}.${enc(claims)}.${randomBytes(typ === 'Bearer' ? 256 : 64).toString('base64url')}`;
 }
 
 const redis = new Redis(redisUrl);

@@ -38,6 +38,8 @@ const ISSUER = 'https://iam.example.org/realms/platform';
 
 const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
 const sig = (bytes: number) => randomBytes(bytes).toString('base64url');
+/** A JOSE header as Keycloak writes it (Jackson's spacing around two of the colons). */
+const keycloakHeader = (alg: string, kid: string) => Buffer.from(`{"alg":"${alg}","typ" : "JWT","kid" : "${kid}"}`).toString('base64url');
 
 /** A Keycloak-like token set for one user (random ids and signatures; plausible claims). */
 function tokenSet(i: number, nowMs: number): { userId: string; username: string; tokens: TokenResponse } {
@@ -48,7 +50,7 @@ function tokenSet(i: number, nowMs: number): { userId: string; username: string;
   // Access lifetimes of 5 to 65 minutes: due times (expiry − skew − jitter) spread over an hour.
   const expiresIn = 300 + Math.floor(Math.random() * 3600);
   const access = [
-    b64({ alg: 'RS256', typ: 'JWT', kid: randomBytes(32).toString('base64url') }),
+    keycloakHeader('RS256', randomBytes(32).toString('base64url')),
     b64({
       exp: iat + expiresIn, iat, auth_time: iat - 120, jti: `onrtac:${randomUUID()}`, iss: ISSUER,
       aud: ['processing-api', 'account'], sub: userId, typ: 'Bearer', azp: 'tokex-worker', sid,
@@ -62,7 +64,7 @@ function tokenSet(i: number, nowMs: number): { userId: string; username: string;
     sig(256),
   ].join('.');
   const refresh = [
-    b64({ alg: 'HS512', typ: 'JWT', kid: randomUUID() }),
+    keycloakHeader('HS512', randomUUID()),
     b64({
       iat, jti: randomUUID(), iss: ISSUER, aud: ISSUER, sub: userId, typ: 'Offline', azp: 'tokex-worker',
       sid, scope: 'openid profile email offline_access', nonce: randomBytes(16).toString('base64url'),

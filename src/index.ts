@@ -27,4 +27,3 @@ export { ReauthWebhook, type ReauthWebhookPayload } from './worker/reauth-webhoo
 export { buildHttpApi, type HttpApi, type HttpApiOptions } from './producer/http/server.js';
 export { revokeUser, type RevokeUserInput, type RevokeUserResult } from './shared/revoke-user.js';
 export { TokexMetrics } from './shared/metrics.js';
-export { InlineSealer, ThreadSealer, type TokenSealer, type ThreadSealerOptions } from './shared/token-sealer.js';

@@ -14,8 +14,6 @@ describe('loadConfig', () => {
     expect(config.logLevel).toBe('info');
     expect(config.exchange.allowPlaintextJobs).toBe(false);
     expect(config.keyRing.primary.id).toBe('k1');
-    expect(config.sealThread).toBe(true);
-    expect(loadConfig({ env: { TOKEN_ENCRYPTION_KEYS: KEYS, TOKEN_SEAL_THREAD: 'false' } }).sealThread).toBe(false);
   });
 
   it('accepts a hash-tagged prefix for Redis Cluster and an empty scope', () => {

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue } from 'bullmq';
 import { DEFAULT_USERS } from '../src/dev-iam/index.js';
 import { EXCHANGE_JOB_OPTIONS, EXCHANGE_QUEUE } from '../src/shared/job-contract.js';
+import { JSON_DICTIONARY } from '../src/shared/token-set-codec.js';
 import { startHarness, type Harness } from './helpers/harness.js';
 
 // The README documents the job and storage formats for services in other languages, with Python
@@ -10,6 +11,8 @@ import { startHarness, type Harness } from './helpers/harness.js';
 const script = new URL('./fixtures/tokex_format.py', import.meta.url).pathname;
 const python = spawnSync('python3', ['-c', 'import cryptography'], { encoding: 'utf8' });
 const hasPython = python.status === 0;
+
+const b64 = (text: string) => Buffer.from(text, 'latin1').toString('base64url');
 
 function py(args: string[], input: string, keys: string): string {
   const out = spawnSync('python3', [script, ...args], { input, encoding: 'utf8', env: { ...process.env, TOKEN_ENCRYPTION_KEYS: keys } });
@@ -49,6 +52,8 @@ describe.skipIf(!hasPython)('documented formats, used from Python (skipped witho
     const cases = [
       { userId: 'py-opaque', tokens: { accessToken: 'opaque-access.not base64!', refreshToken: 'opaque-refresh' } },
       { userId: 'py-no-refresh', tokens: { accessToken: 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.' } },
+      { userId: 'py-control-byte', tokens: { accessToken: `${b64('{"a":"\x01"}')}.${b64('{"exp":1,"iat":2}')}.c2ln` } },
+      { userId: 'py-every-entry', tokens: { accessToken: `${b64(`{${JSON_DICTIONARY.join('')}}`)}.c2ln`, refreshToken: 'r' } },
     ];
     for (const { userId, tokens } of cases) {
       await h.store.save({ userId, tokens: { ...tokens, expiresInSeconds: 300, tokenType: 'Bearer' }, issuedAtMs: Date.now() });

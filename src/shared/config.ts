@@ -26,7 +26,6 @@ const envSchema = z.object({
   IAM_TIMEOUT_MS: intFrom(100, 120_000).default(10_000),
   IAM_REVOCATION_URL: optionalUrl,
   TOKEN_ENCRYPTION_KEYS: z.string({ error: 'required: comma-separated keyId:base64-of-32-bytes (run `tokex keygen`)' }).min(1, 'required: run `tokex keygen`'),
-  TOKEN_SEAL_THREAD: bool.default(true),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   EXCHANGE_CONCURRENCY: intFrom(1, 1000).default(50),
   EXCHANGE_DEFAULT_DEADLINE_SECONDS: intFrom(1, 86_400).default(300),
@@ -72,8 +71,6 @@ export interface TokexConfig {
     revocationUrl?: string;
   };
   keyRing: KeyRing;
-  /** Encode and encrypt token sets on a worker thread (TOKEN_SEAL_THREAD), off the event loop. */
-  sealThread: boolean;
   logLevel: string;
   exchange: {
     concurrency: number;
@@ -161,7 +158,6 @@ export function loadConfig(options: LoadConfigOptions = {}): TokexConfig {
       revocationUrl: e.IAM_REVOCATION_URL,
     },
     keyRing,
-    sealThread: e.TOKEN_SEAL_THREAD,
     logLevel: e.LOG_LEVEL,
     exchange: {
       concurrency: e.EXCHANGE_CONCURRENCY,

@@ -5,7 +5,6 @@ import { TokexError } from './errors.js';
 import { IamClient, type IamClientOptions } from './iam-client.js';
 import { TokexMetrics } from './metrics.js';
 import { createFastFailConnection, createWorkerConnection } from './redis.js';
-import { InlineSealer, ThreadSealer, type TokenSealer } from './token-sealer.js';
 import { TokenStore, type TokenStoreOptions } from './token-store.js';
 import { defaultLockOptions } from './user-lock.js';
 
@@ -18,8 +17,6 @@ export interface BrokerContext {
   /** Fail-fast connection for producers and readers. */
   clientConnection: RedisClient;
   store: TokenStore;
-  /** Encodes and encrypts the store's token sets: on a worker thread unless TOKEN_SEAL_THREAD=false. */
-  sealer: TokenSealer;
   /** The process's Prometheus metrics (served by the producer role at /metrics). */
   metrics: TokexMetrics;
   /** The IAM client; throws `config_invalid` on first use when IAM_* is not configured. */
@@ -42,16 +39,13 @@ export function createContext(config: TokexConfig, logger: Logger): BrokerContex
   let iam: IamClient | undefined = config.iam.tokenUrl && config.iam.clientId && config.iam.clientSecret
     ? createIamClient(config, { onCall: metrics.observeIamCall })
     : undefined;
-  const storeLogger = logger.child({ component: 'token-store' });
-  const sealer = config.sealThread ? new ThreadSealer(config.keyRing, { logger: storeLogger }) : new InlineSealer(config.keyRing);
-  const store = createTokenStore(config, clientConnection, { iam, logger: storeLogger, sealer });
+  const store = createTokenStore(config, clientConnection, { iam, logger: logger.child({ component: 'token-store' }) });
   return {
     config,
     logger,
     workerConnection,
     clientConnection,
     store,
-    sealer,
     metrics,
     iam() {
       if (!iam) iam = createIamClient(config, { onCall: metrics.observeIamCall });
@@ -60,7 +54,6 @@ export function createContext(config: TokexConfig, logger: Logger): BrokerContex
     async close() {
       // Refreshed tokens still being written may be the only valid ones: finish them first.
       await store.drain();
-      await sealer.close();
       await Promise.allSettled([workerConnection.quit(), clientConnection.quit(), iam?.close()]);
     },
   };
@@ -70,7 +63,7 @@ export function createContext(config: TokexConfig, logger: Logger): BrokerContex
 export function createTokenStore(
   config: TokexConfig,
   redis: RedisClient,
-  extra: Pick<TokenStoreOptions, 'iam' | 'logger' | 'sealer'> = {},
+  extra: Pick<TokenStoreOptions, 'iam' | 'logger'> = {},
 ): TokenStore {
   return new TokenStore({
     redis,

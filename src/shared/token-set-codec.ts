@@ -1,36 +1,35 @@
-import { constants as zlibConstants, deflateRawSync, inflateRawSync } from 'node:zlib';
+import { inflateRawSync } from 'node:zlib';
 import { TokexError } from './errors.js';
 
 /**
  * The plaintext of a stored token set (before AES-GCM; README, "Redis data format"). Each JWT is
- * split into its base64url segments, decoded: the JSON ones (JOSE header, claims) are compressed
- * together with raw DEFLATE, the signatures (random bytes DEFLATE cannot shrink) are appended as
- * they are. A Keycloak token pair takes ~45 % of its text size, for ~19 µs of CPU per save
- * (DEFLATE over the token text: ~61 % for ~31 µs; decoded segments alone: ~76 % for ~4 µs).
+ * split into its base64url segments and stored decoded; in the JSON ones (JOSE header, claims) the
+ * claim names and values every Keycloak token repeats are replaced by one-byte codes from a fixed
+ * dictionary ({@link JSON_DICTIONARY}). A Keycloak token pair takes 50–60 % of its text size, for
+ * ~9 µs of CPU per save on the benchmark machine. (Format 2, raw DEFLATE over the JSON segments, took
+ * ~47 % but ~24 µs: too much for the event loop that runs jobs; BENCHMARKS.md, "Exchange throughput".)
  *
  * ```
- * byte 0        format: 2
- * bytes 1-4     P: length (u32 big-endian) of the compressed block
- * next P bytes  raw DEFLATE (RFC 1951) of the "text stream"
- * the rest      the "binary tail"
- * ```
- * The text stream holds the access token, then the refresh token, each as:
- * ```
+ * byte 0        format: 3
+ * then the access token, then the refresh token, each as:
  * kind u8       0 = absent, 1 = text, 2 = base64url segments (JWS/JWE compact form)
- * text:         length u32, then the UTF-8 bytes
- * segments:     count u8, then per segment: where u8 (0 = inline, next in the text stream;
- *               1 = next in the binary tail), length u32, then (inline only) the decoded bytes
+ * text:         length u32 (big-endian), then the UTF-8 bytes
+ * segments:     count u8, then per segment: form u8 (0 = the decoded bytes; 1 = the decoded bytes
+ *               with dictionary codes: each byte 0x00-0x1f stands for that entry of the dictionary),
+ *               length u32, then the bytes
  * ```
  * A token is stored as segments only when every segment re-encodes to exactly its text (canonical
- * unpadded base64url), so decoding gives back the same string.
+ * unpadded base64url), so decoding gives back the same string. Form 1 is used only for a segment that
+ * starts with `{` and holds no byte below 0x20 (JSON never does: control characters are escaped), so
+ * every such byte in the stored form is a code.
  *
- * Token sets written before this layout (format 1: raw DEFLATE of the JSON
- * `{"accessToken","refreshToken"}`) are still read; they are rewritten in this layout by their next
- * refresh. A single raw-DEFLATE block starts with an odd byte (its final-block bit), never with 2.
+ * Token sets written by earlier versions are still read: format 2 (the same segments, JSON ones raw
+ * DEFLATE-compressed together) and format 1 (raw DEFLATE of the JSON `{"accessToken","refreshToken"}`,
+ * whose first byte is odd). Each is rewritten in format 3 by its user's next refresh or exchange.
  */
 
 /** The plaintext's format byte. */
-export const TOKEN_SET_FORMAT = 2;
+export const TOKEN_SET_FORMAT = 3;
 
 /** The tokens inside a token set envelope. */
 export interface TokenSetPlaintext {
@@ -38,79 +37,170 @@ export interface TokenSetPlaintext {
   refreshToken?: string;
 }
 
+/**
+ * Format 3's dictionary: byte `i` (0x00-0x1f) in a form-1 segment stands for entry `i`. Claim names
+ * and values of Keycloak's access and refresh tokens (its JOSE headers are written with spaces around
+ * the colons). Fixed forever: a new dictionary needs a new format byte.
+ */
+export const JSON_DICTIONARY: readonly string[] = [
+  '{"alg":"RS256","typ" : "JWT","kid" : "',
+  '{"alg":"HS512","typ" : "JWT","kid" : "',
+  '","typ":"JWT","kid":"',
+  '{"exp":',
+  ',"iat":',
+  ',"auth_time":',
+  ',"jti":"',
+  ',"iss":"http',
+  ',"aud":',
+  ',"sub":"',
+  ',"typ":"Bearer","azp":"',
+  ',"typ":"Offline","azp":"',
+  ',"typ":"Refresh","azp":"',
+  ',"session_state":"',
+  ',"acr":"',
+  ',"allowed-origins":[',
+  ',"realm_access":{"roles":[',
+  '"offline_access"',
+  '"uma_authorization"',
+  '"default-roles-',
+  ',"resource_access":{"account":{"roles":["manage-account","manage-account-links","view-profile"]}}',
+  ',"scope":"',
+  'openid',
+  ' profile',
+  ' email',
+  ',"sid":"',
+  ',"email_verified":',
+  ',"name":"',
+  ',"preferred_username":"',
+  ',"given_name":"',
+  ',"family_name":"',
+  ',"email":"',
+];
+
 const KIND_ABSENT = 0;
 const KIND_TEXT = 1;
 const KIND_SEGMENTS = 2;
-const INLINE = 0;
-const TAIL = 1;
+const FORM_BYTES = 0;
+const FORM_CODED = 1;
 const MAX_SEGMENTS = 5;
 const OPEN_BRACE = 0x7b;
+const FORMAT_2 = 2;
 
-/**
- * Fastest level, a 2 KiB window (the text stream is about a kilobyte) and memory level 4: one
- * DEFLATE block for a kilobyte of input, and a ~10 KB compressor state instead of ~50 KB with the
- * defaults. zlib sets up that state on every call: measured in the exchange benchmark, the smaller
- * state costs ~10 µs less per token write, for the same output within a few bytes.
- */
-const DEFLATE_OPTIONS = { level: zlibConstants.Z_BEST_SPEED, windowBits: 11, memLevel: 4 };
-/** Inflating needs a window at least as large as the one compressed with (and 15 reads them all). */
-const INFLATE_OPTIONS = { windowBits: 15 };
+/** Longest entries first, so that an entry wins over the shorter ones it contains. */
+const ENTRY_PATTERN = new RegExp(
+  [...JSON_DICTIONARY].sort((a, b) => b.length - a.length).map((e) => e.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'),
+  'g',
+);
+const CODE_OF = new Map(JSON_DICTIONARY.map((entry, code) => [entry, String.fromCharCode(code)]));
+const CONTROL_BYTE = /[\x00-\x1f]/;
+const CODE_BYTES = /[\x00-\x1f]/g;
 
 /** Serialises a token set's tokens (see the module comment for the layout). */
 export function encodeTokenSet(plaintext: TokenSetPlaintext): Buffer {
-  const tokens = [splitToken(plaintext.accessToken), splitToken(plaintext.refreshToken)];
-  let textSize = 0;
-  const tail: Buffer[] = [];
+  const tokens = [storedForm(plaintext.accessToken), storedForm(plaintext.refreshToken)];
+  let size = 1;
   for (const t of tokens) {
-    textSize += 1;
-    if (t.kind === KIND_TEXT) textSize += 4 + t.utf8.length;
-    if (t.kind !== KIND_SEGMENTS) continue;
-    textSize += 1;
-    for (const part of t.parts) textSize += 5 + (isInline(part) ? part.length : 0);
+    if (t.kind === KIND_ABSENT) size += 1;
+    else if (t.kind === KIND_TEXT) size += 5 + t.utf8.length;
+    else for (const part of t.parts) size += 5 + part.bytes.length;
+    if (t.kind === KIND_SEGMENTS) size += 2;
   }
-  const text = Buffer.allocUnsafe(textSize);
-  let at = 0;
+  const out = Buffer.allocUnsafe(size);
+  let at = out.writeUInt8(TOKEN_SET_FORMAT, 0);
   for (const t of tokens) {
-    at = text.writeUInt8(t.kind, at);
+    at = out.writeUInt8(t.kind, at);
     if (t.kind === KIND_TEXT) {
-      at = text.writeUInt32BE(t.utf8.length, at);
-      at += t.utf8.copy(text, at);
+      at = out.writeUInt32BE(t.utf8.length, at);
+      at += t.utf8.copy(out, at);
     } else if (t.kind === KIND_SEGMENTS) {
-      at = text.writeUInt8(t.parts.length, at);
+      at = out.writeUInt8(t.parts.length, at);
       for (const part of t.parts) {
-        const inline = isInline(part);
-        at = text.writeUInt8(inline ? INLINE : TAIL, at);
-        at = text.writeUInt32BE(part.length, at);
-        if (inline) at += part.copy(text, at);
-        else tail.push(part);
+        at = out.writeUInt8(part.form, at);
+        at = out.writeUInt32BE(part.bytes.length, at);
+        at += part.bytes.copy(out, at);
       }
     }
   }
-  if (at !== textSize) throw new Error(`token set layout: wrote ${at} of ${textSize} bytes`);
-  const packed = deflateRawSync(text, DEFLATE_OPTIONS);
-  const head = Buffer.allocUnsafe(5);
-  head.writeUInt8(TOKEN_SET_FORMAT, 0);
-  head.writeUInt32BE(packed.length, 1);
-  return Buffer.concat([head, packed, ...tail]);
+  if (at !== size) throw new Error(`token set layout: wrote ${at} of ${size} bytes`);
+  return out;
+}
+
+type StoredToken =
+  | { kind: typeof KIND_ABSENT }
+  | { kind: typeof KIND_TEXT; utf8: Buffer }
+  | { kind: typeof KIND_SEGMENTS; parts: { form: number; bytes: Buffer }[] };
+
+function storedForm(token: string | undefined): StoredToken {
+  if (token === undefined) return { kind: KIND_ABSENT };
+  const segments = segmentsOf(token);
+  if (segments === undefined) return { kind: KIND_TEXT, utf8: Buffer.from(token, 'utf8') };
+  return {
+    kind: KIND_SEGMENTS,
+    parts: segments.map((bytes) => {
+      const coded = bytes[0] === OPEN_BRACE ? withCodes(bytes) : undefined;
+      return coded ? { form: FORM_CODED, bytes: coded } : { form: FORM_BYTES, bytes };
+    }),
+  };
+}
+
+/** The decoded segments, when every one is canonical unpadded base64url (so they re-encode exactly). */
+function segmentsOf(token: string): Buffer[] | undefined {
+  const segments = token.split('.');
+  if (segments.length < 2 || segments.length > MAX_SEGMENTS) return undefined;
+  const decoded = segments.map((s) => Buffer.from(s, 'base64url'));
+  return decoded.every((bytes, i) => bytes.toString('base64url') === segments[i]) ? decoded : undefined;
+}
+
+/** `bytes` with dictionary entries replaced by their codes, or undefined when it holds a control byte. */
+function withCodes(bytes: Buffer): Buffer | undefined {
+  const text = bytes.toString('latin1');
+  if (CONTROL_BYTE.test(text)) return undefined;
+  return Buffer.from(text.replace(ENTRY_PATTERN, (entry) => CODE_OF.get(entry)!), 'latin1');
 }
 
 /**
- * Parses what {@link encodeTokenSet} wrote (or a format-1 token set); anything else throws
+ * Parses what {@link encodeTokenSet} wrote (or a format 2 or 1 token set); anything else throws
  * `decrypt_failed` (the plaintext authenticated, so this means a format this version does not know).
  */
 export function decodeTokenSet(data: Buffer): TokenSetPlaintext {
   try {
-    return data[0] === TOKEN_SET_FORMAT ? decodeFormat2(data) : decodeFormat1(data);
+    if (data[0] === TOKEN_SET_FORMAT) return decodeFormat3(data);
+    return data[0] === FORMAT_2 ? decodeFormat2(data) : decodeFormat1(data);
   } catch (err) {
     throw new TokexError('decrypt_failed', `token set plaintext is not in a known layout (${(err as Error).message})`);
   }
 }
 
+function decodeFormat3(data: Buffer): TokenSetPlaintext {
+  const reader = new Reader(data.subarray(1));
+  const readToken = (): string | undefined => {
+    const kind = reader.u8();
+    if (kind === KIND_ABSENT) return undefined;
+    if (kind === KIND_TEXT) return reader.bytes(reader.u32()).toString('utf8');
+    if (kind !== KIND_SEGMENTS) throw new Error(`unknown token kind ${kind}`);
+    const parts: string[] = [];
+    for (let count = reader.u8(); count > 0; count -= 1) {
+      const form = reader.u8();
+      if (form !== FORM_BYTES && form !== FORM_CODED) throw new Error(`unknown segment form ${form}`);
+      const stored = reader.bytes(reader.u32());
+      parts.push((form === FORM_CODED ? withEntries(stored) : stored).toString('base64url'));
+    }
+    return parts.join('.');
+  };
+  return readTokenPair(readToken, () => reader.done());
+}
+
+/** Form 1's bytes with each code replaced by its dictionary entry. */
+function withEntries(stored: Buffer): Buffer {
+  return Buffer.from(stored.toString('latin1').replace(CODE_BYTES, (code) => JSON_DICTIONARY[code.charCodeAt(0)]), 'latin1');
+}
+
+/** Format 2: a u32 length P, P bytes of raw DEFLATE (the "text stream"), then the "binary tail". */
 function decodeFormat2(data: Buffer): TokenSetPlaintext {
   if (data.length < 5) throw new Error('truncated token set');
   const packedEnd = 5 + data.readUInt32BE(1);
   if (packedEnd > data.length) throw new Error('truncated token set');
-  const text = new Reader(inflateRawSync(data.subarray(5, packedEnd), INFLATE_OPTIONS));
+  const text = new Reader(inflateRawSync(data.subarray(5, packedEnd)));
   const tail = new Reader(data.subarray(packedEnd));
   const readToken = (): string | undefined => {
     const kind = text.u8();
@@ -119,45 +209,29 @@ function decodeFormat2(data: Buffer): TokenSetPlaintext {
     if (kind !== KIND_SEGMENTS) throw new Error(`unknown token kind ${kind}`);
     const parts: string[] = [];
     for (let count = text.u8(); count > 0; count -= 1) {
-      const where = text.u8();
-      if (where !== INLINE && where !== TAIL) throw new Error(`unknown segment place ${where}`);
+      const where = text.u8(); // 0: inline in the text stream, 1: next in the tail
+      if (where !== 0 && where !== 1) throw new Error(`unknown segment place ${where}`);
       const length = text.u32();
-      parts.push((where === INLINE ? text : tail).bytes(length).toString('base64url'));
+      parts.push((where === 0 ? text : tail).bytes(length).toString('base64url'));
     }
     return parts.join('.');
   };
+  return readTokenPair(readToken, () => text.done() && tail.done());
+}
+
+function readTokenPair(readToken: () => string | undefined, done: () => boolean): TokenSetPlaintext {
   const accessToken = readToken();
   const refreshToken = readToken();
-  if (accessToken === undefined || !text.done() || !tail.done()) throw new Error('malformed token set');
+  if (accessToken === undefined || !done()) throw new Error('malformed token set');
   return refreshToken === undefined ? { accessToken } : { accessToken, refreshToken };
 }
 
 function decodeFormat1(data: Buffer): TokenSetPlaintext {
-  const parsed = JSON.parse(inflateRawSync(data, INFLATE_OPTIONS).toString('utf8')) as Partial<TokenSetPlaintext>;
+  const parsed = JSON.parse(inflateRawSync(data).toString('utf8')) as Partial<TokenSetPlaintext>;
   if (typeof parsed.accessToken !== 'string') throw new Error('malformed token set');
   return typeof parsed.refreshToken === 'string'
     ? { accessToken: parsed.accessToken, refreshToken: parsed.refreshToken }
     : { accessToken: parsed.accessToken };
-}
-
-type SplitToken =
-  | { kind: typeof KIND_ABSENT }
-  | { kind: typeof KIND_TEXT; utf8: Buffer }
-  | { kind: typeof KIND_SEGMENTS; parts: Buffer[] };
-
-function splitToken(token: string | undefined): SplitToken {
-  if (token === undefined) return { kind: KIND_ABSENT };
-  const segments = token.split('.');
-  if (segments.length >= 2 && segments.length <= MAX_SEGMENTS) {
-    const parts = segments.map((s) => Buffer.from(s, 'base64url'));
-    if (parts.every((p, i) => p.toString('base64url') === segments[i])) return { kind: KIND_SEGMENTS, parts };
-  }
-  return { kind: KIND_TEXT, utf8: Buffer.from(token, 'utf8') };
-}
-
-/** JSON (JOSE header, claims) compresses; signatures and encrypted parts are random bytes. */
-function isInline(part: Buffer): boolean {
-  return part[0] === OPEN_BRACE;
 }
 
 /** Sequential reads that throw past the end. */

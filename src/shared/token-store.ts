@@ -8,8 +8,7 @@ import { createLogger } from './logger.js';
 import { asRedisError, nodeForKey, type RedisClient } from './redis.js';
 import { computeDueAtMs, DEFAULT_REFRESH_POLICY, type RefreshPolicy } from './refresh-policy.js';
 import { scripts } from './scripts.js';
-import { decodeTokenSet } from './token-set-codec.js';
-import { InlineSealer, type TokenSealer } from './token-sealer.js';
+import { decodeTokenSet, encodeTokenSet } from './token-set-codec.js';
 import { meets, UserRefresher } from './refresh-user.js';
 import { readJwtClaims } from './subject-token.js';
 import { UserLock, type UserLockOptions } from './user-lock.js';
@@ -88,11 +87,6 @@ export interface TokenStoreOptions {
   logger?: Logger;
   /** Per-user refresh lock settings. @defaultValue derived from a 10 s IAM timeout (see user-lock.ts) */
   lock?: UserLockOptions;
-  /**
-   * Encodes and encrypts token sets for writing; its owner closes it.
-   * @defaultValue an {@link InlineSealer} (on the calling thread)
-   */
-  sealer?: TokenSealer;
 }
 
 /** Options of {@link TokenStore.getAccessToken}. */
@@ -102,7 +96,7 @@ export interface GetAccessTokenOptions {
 }
 
 /**
- * Users' tokens in Redis: the encrypted token set (AES-256-GCM over the token-set-codec layout,
+ * Users' tokens in Redis: the encrypted token set (AES-256-GCM over {@link encodeTokenSet}'s layout,
  * AAD bound to the user) under `<prefix>:tok:<userId>`, plaintext metadata under `<prefix>:meta:<userId>`, and the
  * due index. Writes go through Lua scripts, so they are atomic and ordered (README, "Redis data format").
  */
@@ -112,7 +106,6 @@ export class TokenStore {
   private readonly keyRing: KeyRing;
   private readonly policy: RefreshPolicy;
   private readonly eventsMaxLen: number;
-  private readonly sealer: TokenSealer;
   /** The per-user refresh lock (shared by readers and the refresh worker). */
   readonly locks: UserLock;
   /** Rotation-safe refresh of one user; present when the store was given an IAM client. */
@@ -124,7 +117,6 @@ export class TokenStore {
     this.keyRing = options.keyRing;
     this.policy = options.refreshPolicy ?? DEFAULT_REFRESH_POLICY;
     this.eventsMaxLen = options.eventsMaxLen ?? 100_000;
-    this.sealer = options.sealer ?? new InlineSealer(options.keyRing);
     this.locks = new UserLock(options.redis, this.keys, options.lock);
     if (options.iam) {
       this.refresher = new UserRefresher({
@@ -180,7 +172,8 @@ export class TokenStore {
       ? issuedAtMs + tokens.refreshExpiresInSeconds * 1000
       : null;
     const dueAtMs = computeDueAtMs({ refreshable, offline, accessExpMs, refreshExpMs, refreshedAtMs: issuedAtMs }, this.policy);
-    const envelope = await this.sealer.seal({ accessToken: tokens.accessToken, refreshToken: tokens.refreshToken }, tokenSetAad(userId));
+    const plaintext = encodeTokenSet({ accessToken: tokens.accessToken, refreshToken: tokens.refreshToken });
+    const envelope = this.keyRing.seal(plaintext, tokenSetAad(userId));
     const now = Date.now();
     const fields: Record<string, string> = {
       offline: offline ? '1' : '0',

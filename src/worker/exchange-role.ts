@@ -20,7 +20,6 @@ export async function startExchangeRole(ctx: BrokerContext): Promise<RunningRole
     shutdownTimeoutMs: config.shutdownTimeoutMs,
   });
   ctx.metrics.watchWorker(EXCHANGE_QUEUE, worker.worker);
-  await ctx.sealer.start();
   worker.start();
   await worker.worker.waitUntilReady();
   return { name: 'worker', close: () => worker.close() };

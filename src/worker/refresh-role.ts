@@ -27,7 +27,6 @@ export async function startRefreshRole(ctx: BrokerContext): Promise<RunningRole>
     await webhook.start();
   }
   ctx.metrics.watchWorker(REFRESH_QUEUE, worker.worker);
-  await ctx.sealer.start();
   worker.start();
   await worker.worker.waitUntilReady();
   return {
