@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue } from 'bullmq';
 import { DEFAULT_USERS } from '../src/dev-iam/index.js';
 import { EXCHANGE_JOB_OPTIONS, EXCHANGE_QUEUE } from '../src/shared/job-contract.js';
-import { JSON_DICTIONARY } from '../src/shared/token-set-codec.js';
+import { tokenSetAad } from '../src/shared/crypto.js';
+import { JSON_DICTIONARY, TOKEN_SET_FORMAT } from '../src/shared/token-set-codec.js';
 import { startHarness, type Harness } from './helpers/harness.js';
 
 // The README documents the job and storage formats for services in other languages, with Python
@@ -60,6 +61,27 @@ describe.skipIf(!hasPython)('documented formats, used from Python (skipped witho
       const raw = await h.redis.getBuffer(`${h.prefix}:tok:${userId}`);
       expect(JSON.parse(py(['open-token-set', userId], raw!.toString('hex'), keys))).toEqual(tokens);
     }
+  });
+
+  it('reads a format-2 token set (written by earlier versions) and refuses malformed plaintexts, as documented', () => {
+    const open = (plaintext: Buffer) => py(['open-token-set', 'py-old'], h.config.keyRing.seal(plaintext, tokenSetAad('py-old')).toString('hex'), keys);
+    // The format-2 vector of test/token-set-codec.test.ts.
+    const format2 = Buffer.from(
+      '020000005563626660606090ae564acc4957b2520a0a36323553d2512aa92c50b252f20a0f51aa05c9cb552b15972629592995ea1a2ae928a556142859199a1b40412d230303032788e0cb2f482c2c4dd52d4a4d2b4a2dce00007369676e6174757265',
+      'hex',
+    );
+    expect(JSON.parse(open(format2))).toEqual({
+      accessToken: 'eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1LTEiLCJleHAiOjE3MDAwMDAwMDB9.c2lnbmF0dXJl',
+      refreshToken: 'opaque-refresh',
+    });
+    const malformed = [
+      [TOKEN_SET_FORMAT, 0, 0], // no access token
+      [TOKEN_SET_FORMAT, 7, 0], // unknown kind
+      [TOKEN_SET_FORMAT, 2, 1, 9, 0, 0, 0, 1, 0x41, 0], // unknown segment form
+      [TOKEN_SET_FORMAT, 1, 0, 0, 0, 9, 0x41], // truncated
+      [TOKEN_SET_FORMAT, 1, 0, 0, 0, 1, 0x41, 0, 0], // trailing byte
+    ];
+    for (const bytes of malformed) expect(() => open(Buffer.from(bytes))).toThrow(/ValueError/);
   });
 
   it('refuses to decrypt a token set under another user id (AAD)', () => {

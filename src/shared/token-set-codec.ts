@@ -23,9 +23,14 @@ import { TokexError } from './errors.js';
  * starts with `{` and holds no byte below 0x20 (JSON never does: control characters are escaped), so
  * every such byte in the stored form is a code.
  *
+ * A text token is stored as UTF-8, so a lone surrogate (not valid Unicode, never in a real token)
+ * would come back as U+FFFD.
+ *
  * Token sets written by earlier versions are still read: format 2 (the same segments, JSON ones raw
- * DEFLATE-compressed together) and format 1 (raw DEFLATE of the JSON `{"accessToken","refreshToken"}`,
- * whose first byte is odd). Each is rewritten in format 3 by its user's next refresh or exchange.
+ * DEFLATE-compressed together) and format 1 (raw DEFLATE of the JSON `{"accessToken","refreshToken"}`:
+ * any other first byte; a raw DEFLATE stream whose first byte is 2 or 3 opens with an empty
+ * fixed-Huffman block or is invalid, which zlib never writes). Each is rewritten in format 3 by its
+ * user's next refresh or exchange.
  */
 
 /** The plaintext's format byte. */
@@ -40,13 +45,14 @@ export interface TokenSetPlaintext {
 /**
  * Format 3's dictionary: byte `i` (0x00-0x1f) in a form-1 segment stands for entry `i`. Claim names
  * and values of Keycloak's access and refresh tokens (its JOSE headers are written with spaces around
- * the colons). Fixed forever: a new dictionary needs a new format byte.
+ * two of the colons; an offline refresh token has no `exp` and starts with `iat`). Fixed forever: a
+ * new dictionary needs a new format byte.
  */
-export const JSON_DICTIONARY: readonly string[] = [
+export const JSON_DICTIONARY: readonly string[] = Object.freeze([
   '{"alg":"RS256","typ" : "JWT","kid" : "',
   '{"alg":"HS512","typ" : "JWT","kid" : "',
-  '","typ":"JWT","kid":"',
   '{"exp":',
+  '{"iat":',
   ',"iat":',
   ',"auth_time":',
   ',"jti":"',
@@ -75,7 +81,7 @@ export const JSON_DICTIONARY: readonly string[] = [
   ',"given_name":"',
   ',"family_name":"',
   ',"email":"',
-];
+]);
 
 const KIND_ABSENT = 0;
 const KIND_TEXT = 1;
@@ -85,6 +91,8 @@ const FORM_CODED = 1;
 const MAX_SEGMENTS = 5;
 const OPEN_BRACE = 0x7b;
 const FORMAT_2 = 2;
+/** Inflating an older token set stops here (a token pair is a few kilobytes). */
+const INFLATE_OPTIONS = { maxOutputLength: 1 << 20 };
 
 /** Longest entries first, so that an entry wins over the shorter ones it contains. */
 const ENTRY_PATTERN = new RegExp(
@@ -200,7 +208,7 @@ function decodeFormat2(data: Buffer): TokenSetPlaintext {
   if (data.length < 5) throw new Error('truncated token set');
   const packedEnd = 5 + data.readUInt32BE(1);
   if (packedEnd > data.length) throw new Error('truncated token set');
-  const text = new Reader(inflateRawSync(data.subarray(5, packedEnd)));
+  const text = new Reader(inflateRawSync(data.subarray(5, packedEnd), INFLATE_OPTIONS));
   const tail = new Reader(data.subarray(packedEnd));
   const readToken = (): string | undefined => {
     const kind = text.u8();
@@ -227,7 +235,7 @@ function readTokenPair(readToken: () => string | undefined, done: () => boolean)
 }
 
 function decodeFormat1(data: Buffer): TokenSetPlaintext {
-  const parsed = JSON.parse(inflateRawSync(data).toString('utf8')) as Partial<TokenSetPlaintext>;
+  const parsed = JSON.parse(inflateRawSync(data, INFLATE_OPTIONS).toString('utf8')) as Partial<TokenSetPlaintext>;
   if (typeof parsed.accessToken !== 'string') throw new Error('malformed token set');
   return typeof parsed.refreshToken === 'string'
     ? { accessToken: parsed.accessToken, refreshToken: parsed.refreshToken }
