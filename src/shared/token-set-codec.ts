@@ -6,8 +6,9 @@ import { TokexError } from './errors.js';
  * split into its base64url segments and stored decoded; in the JSON ones (JOSE header, claims) the
  * claim names and values every Keycloak token repeats are replaced by one-byte codes from a fixed
  * dictionary ({@link JSON_DICTIONARY}). A Keycloak token pair takes 50–60 % of its text size, for
- * ~9 µs of CPU per save on the benchmark machine. (Format 2, raw DEFLATE over the JSON segments, took
- * ~47 % but ~24 µs: too much for the event loop that runs jobs; BENCHMARKS.md, "Exchange throughput".)
+ * 9–10 µs of CPU per save on the benchmark machine. (Format 2, raw DEFLATE over the JSON segments,
+ * took ~47 % but 17–24 µs: too much for the event loop that runs jobs; BENCHMARKS.md, "Exchange
+ * throughput".)
  *
  * ```
  * byte 0        format: 3
@@ -108,10 +109,9 @@ export function encodeTokenSet(plaintext: TokenSetPlaintext): Buffer {
   const tokens = [storedForm(plaintext.accessToken), storedForm(plaintext.refreshToken)];
   let size = 1;
   for (const t of tokens) {
-    if (t.kind === KIND_ABSENT) size += 1;
-    else if (t.kind === KIND_TEXT) size += 5 + t.utf8.length;
-    else for (const part of t.parts) size += 5 + part.bytes.length;
-    if (t.kind === KIND_SEGMENTS) size += 2;
+    size += 1;
+    if (t.kind === KIND_TEXT) size += 4 + t.utf8.length;
+    if (t.kind === KIND_SEGMENTS) size += 1 + t.parts.reduce((sum, part) => sum + 5 + part.bytes.length, 0);
   }
   const out = Buffer.allocUnsafe(size);
   let at = out.writeUInt8(TOKEN_SET_FORMAT, 0);
@@ -181,21 +181,12 @@ export function decodeTokenSet(data: Buffer): TokenSetPlaintext {
 
 function decodeFormat3(data: Buffer): TokenSetPlaintext {
   const reader = new Reader(data.subarray(1));
-  const readToken = (): string | undefined => {
-    const kind = reader.u8();
-    if (kind === KIND_ABSENT) return undefined;
-    if (kind === KIND_TEXT) return reader.bytes(reader.u32()).toString('utf8');
-    if (kind !== KIND_SEGMENTS) throw new Error(`unknown token kind ${kind}`);
-    const parts: string[] = [];
-    for (let count = reader.u8(); count > 0; count -= 1) {
-      const form = reader.u8();
-      if (form !== FORM_BYTES && form !== FORM_CODED) throw new Error(`unknown segment form ${form}`);
-      const stored = reader.bytes(reader.u32());
-      parts.push((form === FORM_CODED ? withEntries(stored) : stored).toString('base64url'));
-    }
-    return parts.join('.');
-  };
-  return readTokenPair(readToken, () => reader.done());
+  return readTokenPair(reader, () => {
+    const form = reader.u8();
+    if (form !== FORM_BYTES && form !== FORM_CODED) throw new Error(`unknown segment form ${form}`);
+    const stored = reader.bytes(reader.u32());
+    return form === FORM_CODED ? withEntries(stored) : stored;
+  }, () => reader.done());
 }
 
 /** Form 1's bytes with each code replaced by its dictionary entry. */
@@ -210,24 +201,28 @@ function decodeFormat2(data: Buffer): TokenSetPlaintext {
   if (packedEnd > data.length) throw new Error('truncated token set');
   const text = new Reader(inflateRawSync(data.subarray(5, packedEnd), INFLATE_OPTIONS));
   const tail = new Reader(data.subarray(packedEnd));
-  const readToken = (): string | undefined => {
-    const kind = text.u8();
-    if (kind === KIND_ABSENT) return undefined;
-    if (kind === KIND_TEXT) return text.bytes(text.u32()).toString('utf8');
-    if (kind !== KIND_SEGMENTS) throw new Error(`unknown token kind ${kind}`);
-    const parts: string[] = [];
-    for (let count = text.u8(); count > 0; count -= 1) {
-      const where = text.u8(); // 0: inline in the text stream, 1: next in the tail
-      if (where !== 0 && where !== 1) throw new Error(`unknown segment place ${where}`);
-      const length = text.u32();
-      parts.push((where === 0 ? text : tail).bytes(length).toString('base64url'));
-    }
-    return parts.join('.');
-  };
-  return readTokenPair(readToken, () => text.done() && tail.done());
+  return readTokenPair(text, () => {
+    const where = text.u8(); // 0: inline in the text stream, 1: next in the tail
+    if (where !== 0 && where !== 1) throw new Error(`unknown segment place ${where}`);
+    const length = text.u32();
+    return (where === 0 ? text : tail).bytes(length);
+  }, () => text.done() && tail.done());
 }
 
-function readTokenPair(readToken: () => string | undefined, done: () => boolean): TokenSetPlaintext {
+/**
+ * The access and refresh token as formats 2 and 3 lay them out in `stream` (kind, then text or
+ * segments); `segment` reads one segment's decoded bytes, which is where the formats differ.
+ */
+function readTokenPair(stream: Reader, segment: () => Buffer, done: () => boolean): TokenSetPlaintext {
+  const readToken = (): string | undefined => {
+    const kind = stream.u8();
+    if (kind === KIND_ABSENT) return undefined;
+    if (kind === KIND_TEXT) return stream.bytes(stream.u32()).toString('utf8');
+    if (kind !== KIND_SEGMENTS) throw new Error(`unknown token kind ${kind}`);
+    const parts: string[] = [];
+    for (let count = stream.u8(); count > 0; count -= 1) parts.push(segment().toString('base64url'));
+    return parts.join('.');
+  };
   const accessToken = readToken();
   const refreshToken = readToken();
   if (accessToken === undefined || !done()) throw new Error('malformed token set');
